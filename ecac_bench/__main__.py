@@ -1,0 +1,5 @@
+import sys
+
+from ecac_bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `ecac-bench` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,52 @@
+"""`ecac-bench stats`: the make-up of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.data import GROUNDS, LEVELS
+from ecac_bench.report import write_json_atomic
+from ecac_bench.stats import dataset_stats
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("stats", help="images per category/area, toys per level/ground")
+    add_data_args(parser)
+    parser.add_argument("--json", default=None, help="also write the statistics as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = load_data(args)
+    stats = dataset_stats(dataset)
+    console.print(
+        f"[bold]{dataset.name}[/bold]: {stats.images} images, {stats.toys} toys "
+        f"({stats.distinct_toy_names} distinct names); splits {stats.images_per_split}"
+    )
+    cats = Table(title="images per category", title_justify="left")
+    cats.add_column("category")
+    cats.add_column("images", justify="right")
+    cats.add_column("%", justify="right")
+    for category, n in stats.images_per_category.items():
+        cats.add_row(category, str(n), f"{100 * n / max(stats.images, 1):.1f}")
+    console.print(cats)
+    areas = Table(title=f"images per area ({len(stats.images_per_area)} areas)", title_justify="left")
+    for col in ("area", "category", "images"):
+        areas.add_column(col, justify="right" if col == "images" else "left")
+    for area, info in stats.images_per_area.items():
+        areas.add_row(area, info["category"], str(info["images"]))
+    console.print(areas)
+    toys = Table(title="toys per level and ground", title_justify="left")
+    toys.add_column("level")
+    for ground in GROUNDS:
+        toys.add_column(ground, justify="right")
+    for level in LEVELS:
+        toys.add_row(level, *(str(stats.toys_per_level_ground[level][g]) for g in GROUNDS))
+    console.print(toys)
+    console.print("toys per image: " + ", ".join(f"{k}: {v}" for k, v in stats.toys_per_image.items()))
+    if args.json:
+        write_json_atomic(args.json, {"dataset": dataset.describe(), **stats.to_dict()})
+    return 0

@@ -1,0 +1,46 @@
+"""`ecac-bench validate`: check a data file (and optionally a predictions file) without scoring."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ecac_bench.commands._common import console
+from ecac_bench.data import MAX_PROBLEMS, SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
+from ecac_bench.predictions import load_predictions
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="validate an ECAC data file (all problems, with file:line:field)"
+    )
+    parser.add_argument("--data", type=Path, default=None, help="data file (default: the bundled sample)")
+    parser.add_argument(
+        "--predictions", type=Path, default=None, help="also check a predictions file against it"
+    )
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="with --predictions: missing ids are fine"
+    )
+    parser.add_argument("--no-check-images", action="store_true", help="do not check that image files exist")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.data or SAMPLE_DATA
+    problems = validate_dataset(path, check_images=not args.no_check_images)
+    if problems:
+        for problem in problems:
+            print(problem)  # plain print: one problem per line, never wrapped to the terminal width
+        capped = " (stopped at the cap)" if len(problems) >= MAX_PROBLEMS else ""
+        console.print(f"[red]{len(problems)} problem(s){capped}[/red] in {path}")
+        return 1
+    dataset = load_dataset(path)
+    console.print(f"[green]OK[/green] {path}: {len(dataset)} records")
+    if args.predictions:
+        try:
+            predictions = load_predictions(args.predictions, dataset, allow_missing=args.allow_missing)
+        except DataValidationError as exc:
+            print(exc)
+            return 1
+        console.print(f"[green]OK[/green] {args.predictions}: {len(predictions)} predicted images")
+    return 0

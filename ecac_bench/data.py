@@ -1,0 +1,423 @@
+"""The ECAC data format: records, toy annotations, loading and validation.
+
+One record per image, in JSONL, Parquet or a Hugging Face dataset saved to disk (see docs/data_format.md)::
+
+    {"id": "ecac-000001", "image": "images/000001.jpg", "category": "classroom", "area": "美工区",
+     "caption": "...", "split": "test",
+     "toys": [{"name": "彩泥", "level": "medium", "ground": "foreground", "aliases": ["橡皮泥"]}]}
+
+Validation reports every problem it finds (up to a cap) with file, line (or row) and field; nothing is dropped or
+coerced.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+LEVELS: tuple[str, ...] = ("low", "medium", "high")
+GROUNDS: tuple[str, ...] = ("foreground", "background")
+CATEGORIES: tuple[str, ...] = ("outdoor", "classroom", "specialty")
+
+# Stop collecting after this many problems: a broken 250k-line file should not print 250k lines.
+MAX_PROBLEMS = 100
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+SAMPLE_DATA = SAMPLE_DIR / "ecac_sample.jsonl"
+SAMPLE_PREDICTIONS: dict[str, Path] = {
+    "system-a": SAMPLE_DIR / "predictions" / "system-a.jsonl",
+    "system-b": SAMPLE_DIR / "predictions" / "system-b.jsonl",
+}
+SAMPLE_NAME = "ecac-sample"
+
+
+@dataclass(frozen=True, slots=True)
+class ToyAnnotation:
+    """One annotated teaching toy of an image."""
+
+    name: str
+    level: str
+    ground: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def accepted_names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "level": self.level, "ground": self.ground}
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EcacRecord:
+    """One image of the dataset with its reference caption and toys."""
+
+    id: str
+    image_file: str  # absolute path as a string: building 250k Path objects costs seconds at load time
+    category: str
+    area: str
+    caption: str
+    split: str | None
+    toys: tuple[ToyAnnotation, ...]
+
+    @property
+    def image(self) -> Path:
+        return Path(self.image_file)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One validation problem, located by file, line (JSONL) or row (Parquet/saved dataset), and field."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+    unit: str = "line"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.unit} {self.line}" if self.line is not None else self.file
+        return f"{where}: field '{self.field}': {self.message}"
+
+
+class DataValidationError(ValueError):
+    """Raised when an ECAC data or predictions file has problems; ``problems`` lists them all (capped)."""
+
+    def __init__(self, problems: list[Problem], truncated: bool = False) -> None:
+        self.problems = problems
+        self.truncated = truncated
+        head = f"{len(problems)}{'+' if truncated else ''} problem(s) found"
+        body = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{head}:\n{body}{more}")
+
+
+@dataclass
+class EcacDataset:
+    """A loaded, validated ECAC dataset."""
+
+    records: list[EcacRecord]
+    path: Path
+    name: str
+    sha256: str
+    split: str | None = None
+    _by_id: dict[str, EcacRecord] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[EcacRecord]:
+        return iter(self.records)
+
+    @property
+    def by_id(self) -> dict[str, EcacRecord]:
+        if self._by_id is None:
+            self._by_id = {r.id: r for r in self.records}
+        return self._by_id
+
+    def toy_vocabulary(self) -> list[str]:
+        """All distinct toy names and aliases, sorted."""
+        return sorted({n for r in self.records for t in r.toys for n in t.accepted_names})
+
+    def describe(self) -> dict[str, Any]:
+        """Identity of the dataset for reports: name, path, split, size and content hash."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "split": self.split,
+            "size": len(self.records),
+            "sha256": self.sha256,
+        }
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic GC: bulk loading creates millions of small acyclic objects that it would rescan repeatedly."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Validator:
+    """Builds records from raw rows, collecting problems instead of stopping at the first."""
+
+    def __init__(self, file: str, base_dir: Path, unit: str) -> None:
+        self.file = file
+        self.base_dir = str(base_dir.resolve())
+        self.unit = unit
+        self.problems: list[Problem] = []
+        self.truncated = False
+        self.first_seen: dict[str, int] = {}
+        # Identical toy annotations repeat across a dataset: validate and build each one once.
+        self._toy_cache: dict[tuple[Any, ...], ToyAnnotation] = {}
+
+    def problem(self, line: int | None, field_name: str, message: str) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.truncated = True
+            return
+        self.problems.append(Problem(self.file, line, field_name, message, self.unit))
+
+    def _string(self, row: dict[str, Any], key: str, line: int, *, optional: bool = False) -> str | None:
+        value = row.get(key)
+        if value is None:
+            if not optional:
+                self.problem(line, key, "missing")
+            return None
+        if not isinstance(value, str):
+            self.problem(line, key, f"must be a string, got {type(value).__name__}")
+            return None
+        if not optional and not value.strip():
+            self.problem(line, key, "is empty")
+            return None
+        return value
+
+    def _toy(self, raw: Any, line: int, where: str) -> ToyAnnotation | None:
+        if not isinstance(raw, dict):
+            self.problem(line, where, f"must be an object, got {type(raw).__name__}")
+            return None
+        aliases_raw = raw.get("aliases")
+        key = (
+            raw.get("name"),
+            raw.get("level"),
+            raw.get("ground"),
+            tuple(aliases_raw) if isinstance(aliases_raw, list) else aliases_raw,
+        )
+        try:
+            cached = self._toy_cache.get(key)
+        except TypeError:  # unhashable junk inside aliases: fall through to the detailed checks
+            cached = None
+        if cached is not None:
+            return cached
+        ok = True
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.problem(line, f"{where}.name", "missing or empty toy name")
+            ok = False
+        level = raw.get("level")
+        if level not in LEVELS:
+            self.problem(line, f"{where}.level", f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+            ok = False
+        ground = raw.get("ground")
+        if ground not in GROUNDS:
+            self.problem(line, f"{where}.ground", f"unknown ground {ground!r}; expected one of {', '.join(GROUNDS)}")
+            ok = False
+        aliases: tuple[str, ...] = ()
+        if aliases_raw is not None:
+            if not isinstance(aliases_raw, list):
+                self.problem(line, f"{where}.aliases", f"must be a list, got {type(aliases_raw).__name__}")
+                ok = False
+            else:
+                for j, alias in enumerate(aliases_raw):
+                    if not isinstance(alias, str) or not alias.strip():
+                        self.problem(line, f"{where}.aliases[{j}]", "alias must be a non-empty string")
+                        ok = False
+                aliases = tuple(aliases_raw)
+        if not ok:
+            return None
+        toy = ToyAnnotation(name, level, ground, aliases)  # type: ignore[arg-type]
+        self._toy_cache[key] = toy
+        return toy
+
+    def record(self, row: Any, line: int) -> EcacRecord | None:
+        fast = self._record_fast(row, line)
+        return fast if fast is not None else self._record_checked(row, line)
+
+    def _record_fast(self, row: Any, line: int) -> EcacRecord | None:
+        """The common case of a well-formed record, checked with few calls; None sends it to the detailed checks."""
+        try:
+            rec_id, image, category = row["id"], row["image"], row["category"]
+            area, caption, toys_raw = row["area"], row["caption"], row["toys"]
+            split = row.get("split")
+            if not (
+                type(rec_id) is str
+                and rec_id
+                and not rec_id.isspace()
+                and rec_id not in self.first_seen
+                and type(image) is str
+                and image
+                and not image.isspace()
+                and category in CATEGORIES
+                and type(area) is str
+                and area
+                and not area.isspace()
+                and type(caption) is str
+                and caption
+                and not caption.isspace()
+                and (split is None or type(split) is str)
+                and type(toys_raw) is list
+            ):
+                return None
+            cache = self._toy_cache
+            toys = []
+            for raw in toys_raw:
+                aliases = raw.get("aliases")
+                toy = cache.get(
+                    (raw["name"], raw["level"], raw["ground"], tuple(aliases) if type(aliases) is list else aliases)
+                )
+                if toy is None:
+                    return None
+                toys.append(toy)
+        except (TypeError, KeyError, AttributeError):
+            return None
+        self.first_seen[rec_id] = line
+        return EcacRecord(rec_id, os.path.join(self.base_dir, image), category, area, caption, split, tuple(toys))
+
+    def _record_checked(self, row: Any, line: int) -> EcacRecord | None:
+        if not isinstance(row, dict):
+            self.problem(line, "<record>", f"must be a JSON object, got {type(row).__name__}")
+            return None
+        n_before = len(self.problems)
+        rec_id = self._string(row, "id", line)
+        if rec_id is not None:
+            if rec_id in self.first_seen:
+                self.problem(line, "id", f"duplicate id {rec_id!r} (first at {self.unit} {self.first_seen[rec_id]})")
+            else:
+                self.first_seen[rec_id] = line
+        image = self._string(row, "image", line)
+        category = row.get("category")
+        if category not in CATEGORIES:
+            self.problem(line, "category", f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+        area = self._string(row, "area", line)
+        caption = self._string(row, "caption", line)
+        split = self._string(row, "split", line, optional=True)
+        toys_raw = row.get("toys")
+        toys: list[ToyAnnotation] = []
+        if toys_raw is None:
+            self.problem(line, "toys", "missing (use [] for an image without toys)")
+        elif not isinstance(toys_raw, list):
+            self.problem(line, "toys", f"must be a list, got {type(toys_raw).__name__}")
+        else:
+            for j, raw in enumerate(toys_raw):
+                toy = self._toy(raw, line, f"toys[{j}]")
+                if toy is not None:
+                    toys.append(toy)
+        if len(self.problems) != n_before or self.truncated:
+            return None
+        image_file = os.path.join(self.base_dir, image)  # type: ignore[arg-type]  # absolute image wins
+        return EcacRecord(rec_id, image_file, category, area, caption, split, tuple(toys))  # type: ignore[arg-type]
+
+
+def _jsonl_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                validator.problem(lineno, "<json>", f"invalid JSON: {exc}")
+
+
+def _table_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
+    return enumerate(rows, start=1)
+
+
+def _hash_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
+    if path.is_dir():
+        try:
+            import datasets
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                f"{path} is a directory (a saved Hugging Face dataset); install the 'hf' extra: "
+                "pip install 'ecac-bench[hf]'"
+            ) from exc
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            rows: list[dict[str, Any]] = []
+            for split_name, part in loaded.items():
+                # A record without its own split takes the name of the DatasetDict split it sits in.
+                rows.extend({**r, "split": r.get("split") or split_name} for r in part.to_list())
+        else:
+            rows = loaded.to_list()
+        return _table_rows(rows)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return _table_rows(pq.read_table(path).to_pylist())
+    if path.suffix in (".jsonl", ".json"):
+        return _jsonl_rows(path, validator)
+    raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
+
+
+def _parse(path: Path) -> tuple[list[EcacRecord], _Validator]:
+    unit = "line" if path.suffix in (".jsonl", ".json") and not path.is_dir() else "row"
+    validator = _Validator(str(path), path.parent if not path.is_dir() else path, unit)
+    records: list[EcacRecord] = []
+    with no_gc():
+        for line, row in _raw_rows(path, validator):
+            record = validator.record(row, line)
+            if record is not None:
+                records.append(record)
+            if validator.truncated:
+                break
+    return records, validator
+
+
+def validate_dataset(path: str | Path, check_images: bool = False) -> list[Problem]:
+    """All problems of a data file (empty when it is valid). ``check_images`` also checks that images exist."""
+    path = Path(path)
+    if not path.exists():
+        return [Problem(str(path), None, "<file>", "does not exist")]
+    records, validator = _parse(path)
+    problems = list(validator.problems)
+    if check_images:
+        line_of = validator.first_seen
+        for record in records:
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            if not record.image.is_file():
+                problems.append(
+                    Problem(
+                        str(path),
+                        line_of.get(record.id),
+                        "image",
+                        f"file not found: {record.image}",
+                        validator.unit,
+                    )
+                )
+    return problems
+
+
+def load_dataset(path: str | Path | None = None, split: str | None = None) -> EcacDataset:
+    """Load and validate an ECAC dataset (``None`` loads the bundled sample), optionally keeping one split."""
+    resolved = Path(path) if path is not None else SAMPLE_DATA
+    if not resolved.exists():
+        raise FileNotFoundError(f"{resolved}: data file not found")
+    records, validator = _parse(resolved)
+    if validator.problems:
+        raise DataValidationError(validator.problems, validator.truncated)
+    if split is not None:
+        records = [r for r in records if r.split == split]
+        if not records:
+            found = sorted(Counter(r.split for r in _parse(resolved)[0]).keys(), key=str)
+            raise ValueError(f"{resolved}: no record has split {split!r} (splits present: {found})")
+    name = SAMPLE_NAME if resolved == SAMPLE_DATA else (resolved.stem if not resolved.is_dir() else resolved.name)
+    return EcacDataset(records, resolved, name, _hash_path(resolved), split)

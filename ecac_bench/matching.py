@@ -1,0 +1,164 @@
+"""When does a caption *name* a toy? The one home of ECAC's matching rules.
+
+Exact rule (the default, see docs/metrics.md):
+
+* Captions and names are normalised: Unicode NFKC, lower-case, runs of whitespace to one space, trimmed.
+* A name made only of characters below U+3000 (Latin letters, digits, punctuation, spaces) matches on word
+  boundaries: the characters just before and after an occurrence may not be ASCII letters or digits.
+* Any other name (it contains CJK or another character at or above U+3000) matches as a plain substring.
+* A toy is named when any of its accepted names (name or aliases) occurs in any of the image's captions.
+
+Fuzzy rule (``--match fuzzy``): a name is mentioned when rapidfuzz's ``partial_ratio`` between the normalised name
+and the normalised caption reaches the threshold (0-100).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
+
+from rapidfuzz import fuzz
+
+if TYPE_CHECKING:
+    from ecac_bench.data import ToyAnnotation
+
+MatchMode = Literal["exact", "fuzzy"]
+
+# Names made only of code points below this one are "Latin-like" and match on word boundaries.
+_BOUNDARY_LIMIT = 0x3000
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, lower-case, collapse runs of whitespace to one space, trim."""
+    # str.split() with no argument splits on runs of Unicode whitespace and drops leading/trailing ones.
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def needs_word_boundary(normalized_name: str) -> bool:
+    """True when every character of the name is below U+3000 (the word-boundary rule applies)."""
+    return all(ord(ch) < _BOUNDARY_LIMIT for ch in normalized_name)
+
+
+def _is_ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def occurs_on_word_boundary(name: str, text: str) -> bool:
+    """Whether ``name`` occurs in ``text`` with no ASCII letter/digit right before or after (both normalised)."""
+    start = text.find(name)
+    size = len(name)
+    while start != -1:
+        end = start + size
+        if (start == 0 or not _is_ascii_alnum(text[start - 1])) and (
+            end == len(text) or not _is_ascii_alnum(text[end])
+        ):
+            return True
+        start = text.find(name, start + 1)
+    return False
+
+
+def exact_mention(normalized_name: str, normalized_text: str) -> bool:
+    """The exact rule for one normalised name in one normalised text."""
+    if not normalized_name:
+        return False
+    if needs_word_boundary(normalized_name):
+        return occurs_on_word_boundary(normalized_name, normalized_text)
+    return normalized_name in normalized_text
+
+
+@lru_cache(maxsize=65536)
+def _normalized_name(name: str) -> tuple[str, bool]:
+    """Normalised name and whether it needs the word-boundary rule; toy vocabularies are small, so cache."""
+    norm = normalize_text(name)
+    return norm, needs_word_boundary(norm)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Which matching rule to apply. ``threshold`` only matters for ``mode="fuzzy"``."""
+
+    mode: MatchMode = "exact"
+    threshold: float = 90.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("exact", "fuzzy"):
+            raise ValueError(f"unknown match mode {self.mode!r}; expected 'exact' or 'fuzzy'")
+        if not 0 <= self.threshold <= 100:
+            raise ValueError(f"fuzzy threshold must be within 0-100, got {self.threshold}")
+
+    def describe(self) -> dict[str, object]:
+        if self.mode == "exact":
+            return {"match": "exact", "rule": "NFKC+lower+whitespace; Latin names on ASCII word boundaries"}
+        return {"match": "fuzzy", "threshold": self.threshold, "rule": "rapidfuzz partial_ratio >= threshold"}
+
+
+class ToyMatcher:
+    """Applies one :class:`MatchConfig` to toys and captions. Stateless apart from its caches."""
+
+    def __init__(self, config: MatchConfig | None = None) -> None:
+        self.config = config or MatchConfig()
+        # id(toy) -> (toy, its accepted names normalised with their word-boundary flags). Keyed by identity
+        # because hashing a dataclass runs Python code on the hot path; keeping the toy in the value pins its id.
+        self._plans: dict[int, tuple[ToyAnnotation, tuple[tuple[str, bool], ...]]] = {}
+
+    def _plan(self, toy: ToyAnnotation) -> tuple[tuple[str, bool], ...]:
+        entry = self._plans.get(id(toy))
+        if entry is None or entry[0] is not toy:
+            entry = (toy, tuple(p for p in map(_normalized_name, toy.accepted_names) if p[0]))
+            self._plans[id(toy)] = entry
+        return entry[1]
+
+    def mention_in_normalized(self, name: str, normalized_text: str) -> bool:
+        """Whether raw ``name`` is mentioned in an already normalised text."""
+        norm, boundary = _normalized_name(name)
+        if not norm:
+            return False
+        if self.config.mode == "fuzzy":
+            return fuzz.partial_ratio(norm, normalized_text) >= self.config.threshold
+        if boundary:
+            return occurs_on_word_boundary(norm, normalized_text)
+        return norm in normalized_text
+
+    def mentions(self, name: str, caption: str) -> bool:
+        """Whether one raw name is mentioned in one raw caption."""
+        return self.mention_in_normalized(name, normalize_text(caption))
+
+    def names_normalized(self, toy: ToyAnnotation, normalized_captions: Sequence[str]) -> bool:
+        """Whether any accepted name of ``toy`` is mentioned in any of the normalised captions."""
+        if self.config.mode == "fuzzy":
+            return any(
+                self.mention_in_normalized(name, text) for text in normalized_captions for name in toy.accepted_names
+            )
+        # The exact rule, inlined: this is the hot loop of scoring and of every RL reward call.
+        for norm, boundary in self._plan(toy):
+            for text in normalized_captions:
+                if occurs_on_word_boundary(norm, text) if boundary else norm in text:
+                    return True
+        return False
+
+    def named_flags(self, toys: Sequence[ToyAnnotation], normalized_captions: Sequence[str]) -> list[bool]:
+        """For each toy, whether it is named by any of the normalised captions (one call per image: hot path)."""
+        if self.config.mode == "fuzzy":
+            return [self.names_normalized(toy, normalized_captions) for toy in toys]
+        plans = self._plans
+        flags = []
+        for toy in toys:
+            entry = plans.get(id(toy))
+            plan = entry[1] if entry is not None and entry[0] is toy else self._plan(toy)
+            hit = False
+            for norm, boundary in plan:
+                for text in normalized_captions:
+                    if occurs_on_word_boundary(norm, text) if boundary else norm in text:
+                        hit = True
+                        break
+                if hit:
+                    break
+            flags.append(hit)
+        return flags
+
+    def names(self, toy: ToyAnnotation, captions: Sequence[str]) -> bool:
+        """Whether ``toy`` is named by any of the raw captions."""
+        return self.names_normalized(toy, [normalize_text(c) for c in captions])

@@ -1,0 +1,312 @@
+"""The TTS metric family and the RSRS reward R(C). Pure functions: no I/O.
+
+Definitions (docs/metrics.md has the full text):
+
+* For a subset S of toys (all; one level; one level and one ground) an image's rate is named / |S in the image|;
+  the metric is 100 x the mean of that rate over the images with at least one toy in S (others are skipped).
+* R(C) = sum over the image's toys of w(ground) x s(level) x named, with w(fg)=1, w(bg)=0.5, s(low)=1, s(medium)=2,
+  s(high)=3; ``reward`` is its mean over all images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ecac_bench.data import GROUNDS, LEVELS, EcacRecord, ToyAnnotation, no_gc
+from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
+
+if TYPE_CHECKING:
+    from ecac_bench.data import EcacDataset
+
+# Column order of the per-image count vectors; the metric key of column i is SUBSET_KEYS[i].
+SUBSET_KEYS: tuple[str, ...] = (
+    "tts",
+    "tts_l",
+    "tts_m",
+    "tts_h",
+    "tts_fl",
+    "tts_fm",
+    "tts_fh",
+    "tts_bl",
+    "tts_bm",
+    "tts_bh",
+)
+METRIC_KEYS: tuple[str, ...] = (*SUBSET_KEYS, "reward")
+
+GROUND_WEIGHT: dict[str, float] = {"foreground": 1.0, "background": 0.5}
+LEVEL_SCORE: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0}
+
+_N = len(SUBSET_KEYS)
+# A toy's class code = ground index x 3 + level index, i.e. the order of tts_fl, tts_fm, tts_fh, tts_bl, tts_bm, tts_bh.
+_CODE: dict[tuple[str, str], int] = {
+    (level, ground): 3 * gi + li for gi, ground in enumerate(GROUNDS) for li, level in enumerate(LEVELS)
+}
+# Maps per-class counts (6) to per-subset counts (10): all toys, the three levels, then the six classes.
+_CLASS_TO_SUBSET = np.zeros((6, _N), dtype=np.int64)
+for (_level, _ground), _code in _CODE.items():
+    _CLASS_TO_SUBSET[_code, 0] = 1
+    _CLASS_TO_SUBSET[_code, 1 + LEVELS.index(_level)] = 1
+    _CLASS_TO_SUBSET[_code, 4 + _code] = 1
+_CLASS_REWARD = np.array([GROUND_WEIGHT[g] * LEVEL_SCORE[lv] for g in GROUNDS for lv in LEVELS])
+_DEFAULT_MATCHER = ToyMatcher()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageScore:
+    """Per-image TTS data: named and total toy counts per subset (SUBSET_KEYS order) and the reward R(C)."""
+
+    id: str
+    named: tuple[int, ...]
+    total: tuple[int, ...]
+    reward: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "named": list(self.named), "total": list(self.total), "reward": self.reward}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImageScore:
+        return cls(str(data["id"]), tuple(data["named"]), tuple(data["total"]), float(data["reward"]))
+
+
+def _as_list(captions: str | Sequence[str]) -> Sequence[str]:
+    return [captions] if isinstance(captions, str) else captions
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """Per-image counts of a set of images, as arrays (the form every aggregate is computed from)."""
+
+    ids: Sequence[str]
+    named: np.ndarray  # (images, subsets) int
+    total: np.ndarray  # (images, subsets) int
+    reward: np.ndarray  # (images,) float
+
+    @classmethod
+    def count(
+        cls, images: Iterable[tuple[str, Sequence[ToyAnnotation], Sequence[str]]], matcher: ToyMatcher
+    ) -> _Arrays:
+        """Match every toy of every (id, toys, raw captions) image: the one place where toys get counted."""
+        ids: list[str] = []
+        owners: list[int] = []
+        codes: list[int] = []
+        hits: list[bool] = []
+        code_of = _CODE
+        named_flags = matcher.named_flags
+        with no_gc():
+            for i, (image_id, toys, captions) in enumerate(images):
+                ids.append(image_id)
+                if not toys:
+                    continue
+                hits += named_flags(toys, [normalize_text(c) for c in captions])
+                owners += [i] * len(toys)
+                codes += [code_of[toy.level, toy.ground] for toy in toys]
+        n = len(ids)
+        slot = np.asarray(owners, dtype=np.int64) * 6 + np.asarray(codes, dtype=np.int64)
+        total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
+        named6 = np.bincount(slot, weights=np.asarray(hits, dtype=np.float64), minlength=6 * n).reshape(n, 6)
+        return cls(ids, named6.astype(np.int64) @ _CLASS_TO_SUBSET, total6 @ _CLASS_TO_SUBSET, named6 @ _CLASS_REWARD)
+
+    @classmethod
+    def of(cls, scores: Sequence[ImageScore]) -> _Arrays:
+        if not scores:
+            empty = np.zeros((0, _N), dtype=np.int64)
+            return cls([], empty, empty, np.zeros(0))
+        return cls(
+            [s.id for s in scores],
+            np.array([s.named for s in scores], dtype=np.int64),
+            np.array([s.total for s in scores], dtype=np.int64),
+            np.array([s.reward for s in scores], dtype=np.float64),
+        )
+
+    def take(self, index: Sequence[int]) -> _Arrays:
+        idx = np.asarray(index, dtype=np.int64)
+        return _Arrays([self.ids[i] for i in idx], self.named[idx], self.total[idx], self.reward[idx])
+
+    def scores(self) -> list[ImageScore]:
+        return [
+            ImageScore(i, tuple(n), tuple(t), float(r))
+            for i, n, t, r in zip(self.ids, self.named.tolist(), self.total.tolist(), self.reward.tolist())
+        ]
+
+    def rates(self) -> np.ndarray:
+        """Per-image rate per subset, NaN where the image has no toy in the subset."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.total > 0, self.named / np.maximum(self.total, 1), np.nan)
+
+
+def score_image(
+    record_or_toys: EcacRecord | Sequence[ToyAnnotation],
+    captions: str | Sequence[str],
+    matcher: ToyMatcher | None = None,
+) -> ImageScore:
+    """Score one image's caption(s) against its toys. A toy counts as named when any caption names it."""
+    if isinstance(record_or_toys, EcacRecord):
+        image = (record_or_toys.id, record_or_toys.toys, _as_list(captions))
+    else:
+        image = ("", record_or_toys, _as_list(captions))
+    return _Arrays.count([image], matcher or _DEFAULT_MATCHER).scores()[0]
+
+
+def toy_reward(
+    toys: Sequence[ToyAnnotation] | Sequence[Mapping[str, Any]],
+    captions: str | Sequence[str],
+    matcher: ToyMatcher | None = None,
+) -> float:
+    """R(C) of one image: sum over toys of w(ground) x s(level) x named (fg 1, bg 0.5; low 1, medium 2, high 3).
+
+    ``toys`` may be ToyAnnotation objects or their dict form (as a dataset column reaches a TRL reward function).
+    """
+    annotations = [t if isinstance(t, ToyAnnotation) else toy_from_mapping(t) for t in toys]
+    return score_image(annotations, captions, matcher).reward
+
+
+def toy_from_mapping(data: Mapping[str, Any]) -> ToyAnnotation:
+    """A ToyAnnotation from its dict form (aliases may be missing or None)."""
+    return ToyAnnotation(data["name"], data["level"], data["ground"], tuple(data.get("aliases") or ()))
+
+
+def _metrics_from_arrays(arrays: _Arrays) -> dict[str, float | None]:
+    rates = arrays.rates()
+    covered = arrays.total > 0
+    out: dict[str, float | None] = {}
+    for col, key in enumerate(SUBSET_KEYS):
+        n = int(covered[:, col].sum())
+        out[key] = float(100.0 * np.nanmean(rates[:, col])) if n else None
+    out["reward"] = float(arrays.reward.mean()) if len(arrays.reward) else None
+    return out
+
+
+def _coverage_from_arrays(arrays: _Arrays) -> dict[str, int]:
+    covered = (arrays.total > 0).sum(axis=0)
+    out = {key: int(covered[col]) for col, key in enumerate(SUBSET_KEYS)}
+    out["reward"] = len(arrays.reward)
+    return out
+
+
+def aggregate_scores(scores: Sequence[ImageScore]) -> dict[str, float | None]:
+    """Metrics (METRIC_KEYS) from per-image scores; a metric with no covered image is None."""
+    return _metrics_from_arrays(_Arrays.of(scores))
+
+
+def metric_coverage(scores: Sequence[ImageScore]) -> dict[str, int]:
+    """How many images each metric averages over."""
+    return _coverage_from_arrays(_Arrays.of(scores))
+
+
+def bootstrap_ci(
+    scores: Sequence[ImageScore], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float] | None]:
+    """Percentile bootstrap CI per metric, resampling images with replacement (seeded)."""
+    return _bootstrap(_Arrays.of(scores), n_boot, seed, level)
+
+
+def _bootstrap(arrays: _Arrays, n_boot: int, seed: int, level: float) -> dict[str, tuple[float, float] | None]:
+    n = len(arrays.reward)
+    if n == 0:
+        return dict.fromkeys(METRIC_KEYS)
+    rng = np.random.default_rng(seed)
+    rates = np.nan_to_num(arrays.rates())
+    covered = (arrays.total > 0).astype(np.float64)
+    samples = np.empty((n_boot, len(METRIC_KEYS)))
+    # Resample as multinomial counts per image, in chunks so memory stays bounded on ECAC-scale data.
+    chunk = max(1, min(n_boot, 5_000_000 // n))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples[start:stop, :_N] = 100.0 * (counts @ rates) / (counts @ covered)
+        samples[start:stop, _N] = counts @ arrays.reward / n
+    alpha = (1.0 - level) / 2.0
+    out: dict[str, tuple[float, float] | None] = {}
+    for col, key in enumerate(METRIC_KEYS):
+        column = samples[:, col]
+        column = column[np.isfinite(column)]
+        out[key] = (float(np.quantile(column, alpha)), float(np.quantile(column, 1.0 - alpha))) if column.size else None
+    return out
+
+
+@dataclass
+class TTSResult:
+    """The result of scoring a set of captions: metrics, their coverage, and optional CIs and breakdowns."""
+
+    metrics: dict[str, float | None]
+    coverage: dict[str, Any]
+    match: MatchConfig
+    ci: dict[str, tuple[float, float] | None] | None = None
+    ci_config: dict[str, Any] | None = None
+    breakdown: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _arrays: _Arrays | None = field(default=None, repr=False)
+
+    @property
+    def per_image(self) -> list[ImageScore]:
+        """Per-image counts and rewards, in dataset order."""
+        return self._arrays.scores() if self._arrays is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metrics": self.metrics,
+            "coverage": self.coverage,
+            "match": self.match.describe(),
+        }
+        if self.ci is not None:
+            out["ci"] = {k: (list(v) if v is not None else None) for k, v in self.ci.items()}
+            out["ci_config"] = self.ci_config
+        if self.breakdown:
+            out["breakdown"] = self.breakdown
+        return out
+
+
+def score_captions(
+    dataset: EcacDataset | Iterable[EcacRecord],
+    predictions: Mapping[str, Sequence[str]],
+    match: MatchConfig | None = None,
+    by: Sequence[str] = (),
+    ci: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> TTSResult:
+    """Score captions (id -> one or more captions) against a dataset's toys.
+
+    Images absent from ``predictions`` score as an empty caption (loading decides whether that is allowed, see
+    ``load_predictions``). ``by`` lists record fields (``category``, ``area``) to break the metrics down by.
+    """
+    match = match or MatchConfig()
+    for field_name in by:
+        if field_name not in ("category", "area"):
+            raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")
+    records = list(dataset)
+    arrays = _Arrays.count([(r.id, r.toys, predictions.get(r.id, ())) for r in records], ToyMatcher(match))
+    predicted = len(records) - sum(1 for r in records if r.id not in predictions)
+    coverage: dict[str, Any] = {
+        "images": len(records),
+        "predicted": predicted,
+        "missing": len(records) - predicted,
+        "fraction_predicted": predicted / len(records) if records else None,
+        "metric_images": _coverage_from_arrays(arrays),
+    }
+    result = TTSResult(_metrics_from_arrays(arrays), coverage, match, _arrays=arrays)
+    if ci:
+        result.ci = _bootstrap(arrays, n_boot, seed, 0.95)
+        result.ci_config = {
+            "method": "percentile bootstrap over images",
+            "n_boot": n_boot,
+            "seed": seed,
+            "level": 0.95,
+        }
+    for field_name in by:
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            groups.setdefault(getattr(record, field_name), []).append(i)
+        result.breakdown[field_name] = {
+            value: {
+                "metrics": _metrics_from_arrays(sub := arrays.take(idx)),
+                "metric_images": _coverage_from_arrays(sub),
+                "images": len(idx),
+            }
+            for value, idx in sorted(groups.items())
+        }
+    return result

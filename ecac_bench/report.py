@@ -1,0 +1,76 @@
+"""The JSON report every ecac-bench command writes, and atomic file writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ecac_bench import __version__
+
+
+def harness() -> dict[str, str]:
+    return {"name": "ecac-bench", "version": __version__}
+
+
+def build_report(
+    kind: str,
+    *,
+    model: str,
+    dataset: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    coverage: Mapping[str, Any] | None = None,
+    date: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The common report envelope: ``kind`` is ``ecac-bench/<command>`` (score, judge, toy-precision, ...)."""
+    report: dict[str, Any] = {
+        "kind": kind,
+        "harness": harness(),
+        "model": model,
+        "date": date or dt.date.today().isoformat(),
+        "dataset": dict(dataset),
+        "config": dict(config or {}),
+        "metrics": dict(metrics),
+    }
+    if coverage is not None:
+        report["coverage"] = dict(coverage)
+    report.update(extra)
+    return report
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Pretty, key-sorted UTF-8 JSON written atomically."""
+    data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    write_bytes_atomic(path, data + b"\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

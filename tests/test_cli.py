@@ -1,0 +1,73 @@
+"""The `ecac-bench` CLI end to end on the bundled sample (in-process and as the installed console script)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecac_bench import SAMPLE_DATA, SAMPLE_PREDICTIONS, load_dataset, load_predictions, score_captions
+from ecac_bench.cli import main
+
+
+def test_score_defaults_write_a_complete_report(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["score", "--json", str(out), "--by", "category", "--by", "area", "--ci", "--n-boot", "200"]) == 0
+    report = json.loads(out.read_text())
+    expected = score_captions(load_dataset(), load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset()))
+    assert report["metrics"] == pytest.approx(expected.metrics)
+    assert report["kind"] == "ecac-bench/score" and report["model"] == "system-a"
+    assert report["dataset"]["name"] == "ecac-sample" and report["dataset"]["size"] == len(load_dataset())
+    assert report["coverage"]["metric_images"]["tts"] > 0
+    assert set(report["breakdown"]) == {"category", "area"} and "ci" in report
+    assert report["config"]["match"] == "exact"
+    assert "tts_fl" in capsys.readouterr().out
+
+
+def test_score_system_b_differs_and_model_flag(tmp_path):
+    out = tmp_path / "b.json"
+    assert main(["score", "--predictions", str(SAMPLE_PREDICTIONS["system-b"]), "--model", "B", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    a = score_captions(load_dataset(), load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset()))
+    assert report["model"] == "B" and report["metrics"]["tts"] < a.metrics["tts"]
+
+
+def test_score_reports_bad_predictions_with_location(tmp_path, capsys):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "ecac-sample-0001", "caption": 1}\n')
+    assert main(["score", "--predictions", str(bad), "--allow-missing"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:line 1: field 'caption'" in err
+
+
+def test_allow_missing_shows_coverage(tmp_path):
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"id": "ecac-sample-0001", "caption": "剪刀"}\n')
+    assert main(["score", "--predictions", str(part)]) == 2
+    out = tmp_path / "r.json"
+    assert main(["score", "--predictions", str(part), "--allow-missing", "--json", str(out)]) == 0
+    coverage = json.loads(out.read_text())["coverage"]
+    assert coverage["predicted"] == 1 and coverage["missing"] == coverage["images"] - 1
+
+
+def test_validate_and_stats(tmp_path, capsys):
+    assert main(["validate"]) == 0
+    assert main(["validate", "--predictions", str(SAMPLE_PREDICTIONS["system-b"])]) == 0
+    bad = tmp_path / "d.jsonl"
+    bad.write_text('{"id": "x"}\n{\n')
+    assert main(["validate", "--data", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "line 1: field 'category'" in out and "line 2: field '<json>'" in out
+    stats_json = tmp_path / "s.json"
+    assert main(["stats", "--json", str(stats_json)]) == 0
+    stats = json.loads(stats_json.read_text())
+    assert stats["images"] == len(load_dataset()) and sum(stats["images_per_category"].values()) == stats["images"]
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "ecac-bench"
+    assert exe.is_file(), "install the package (pip install -e .): the ecac-bench console script is missing"
+    done = subprocess.run([str(exe), "score", "--data", str(SAMPLE_DATA)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "system-a" in done.stdout

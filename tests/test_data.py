@@ -1,0 +1,178 @@
+"""The ECAC data format: loading JSONL / Parquet / saved datasets, and every validation error."""
+
+import json
+
+import pytest
+
+from ecac_bench import SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
+from ecac_bench.data import MAX_PROBLEMS
+
+GOOD = {
+    "id": "a",
+    "image": "images/a.png",
+    "category": "classroom",
+    "area": "美工区",
+    "caption": "ref",
+    "split": "test",
+    "toys": [{"name": "彩泥", "level": "medium", "ground": "foreground", "aliases": ["橡皮泥"]}],
+}
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    return path
+
+
+def with_(**changes):
+    row = json.loads(json.dumps(GOOD))
+    for key, value in changes.items():
+        if value is ...:
+            row.pop(key)
+        else:
+            row[key] = value
+    return row
+
+
+def problems_of(tmp_path, rows):
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(DataValidationError) as info:
+        load_dataset(path)
+    return path, info.value.problems
+
+
+def test_sample_loads_and_is_labelled():
+    ds = load_dataset()
+    assert ds.name == "ecac-sample" and len(ds) >= 36
+    assert {r.category for r in ds} == {"outdoor", "classroom", "specialty"}
+    assert {(t.level, t.ground) for r in ds for t in r.toys} == {
+        (lv, g) for lv in ("low", "medium", "high") for g in ("foreground", "background")
+    }
+    assert any(r.caption.isascii() for r in ds) and any(not r.caption.isascii() for r in ds)
+    assert all(r.image.is_file() for r in ds)
+    assert validate_dataset(SAMPLE_DATA, check_images=True) == []
+    assert {len(load_dataset(split="test")), len(load_dataset(split="train"))} <= {len(ds)} | set(range(1, len(ds)))
+
+
+def test_image_paths_resolve_against_the_data_folder(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [GOOD, with_(id="b", image="/abs/b.png")])
+    ds = load_dataset(path)
+    assert ds.records[0].image == tmp_path / "images" / "a.png"
+    assert str(ds.records[1].image) == "/abs/b.png"
+    assert ds.records[0].toys[0].aliases == ("橡皮泥",)
+    assert ds.toy_vocabulary() == ["彩泥", "橡皮泥"]
+    assert len(ds.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ("{not json", "<json>", "invalid JSON"),
+        ("[1, 2]", "<record>", "must be a JSON object"),
+        (with_(id=...), "id", "missing"),
+        (with_(id=""), "id", "is empty"),
+        (with_(id=7), "id", "must be a string"),
+        (with_(category="kitchen"), "category", "unknown category 'kitchen'"),
+        (with_(category=...), "category", "unknown category None"),
+        (with_(area=""), "area", "is empty"),
+        (with_(caption=...), "caption", "missing"),
+        (with_(image=3), "image", "must be a string"),
+        (with_(split=1), "split", "must be a string"),
+        (with_(toys=...), "toys", "missing"),
+        (with_(toys="彩泥"), "toys", "must be a list"),
+        (with_(toys=["彩泥"]), "toys[0]", "must be an object"),
+        (with_(toys=[{"name": "", "level": "low", "ground": "foreground"}]), "toys[0].name", "empty toy name"),
+        (with_(toys=[{"level": "low", "ground": "foreground"}]), "toys[0].name", "empty toy name"),
+        (with_(toys=[{"name": "x", "level": "expert", "ground": "foreground"}]), "toys[0].level", "unknown level"),
+        (with_(toys=[{"name": "x", "level": "low", "ground": "middle"}]), "toys[0].ground", "unknown ground"),
+        (with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": "y"}]), "toys[0].aliases",
+         "must be a list"),
+        (with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": ["", "y"]}]),
+         "toys[0].aliases[0]", "non-empty"),
+    ],
+)
+def test_each_validation_error_names_file_line_and_field(tmp_path, row, field, message):
+    path, problems = problems_of(tmp_path, [GOOD | {"id": "ok"}, row])
+    assert len(problems) == 1, problems
+    problem = problems[0]
+    assert problem.file == str(path) and problem.line == 2 and problem.field == field
+    assert message in problem.message
+    assert f"{path}:line 2: field '{field}'" in str(problem)
+
+
+def test_duplicate_id_points_at_the_first(tmp_path):
+    _, problems = problems_of(tmp_path, [GOOD, GOOD])
+    assert [(p.line, p.field) for p in problems] == [(2, "id")]
+    assert "first at line 1" in problems[0].message
+
+
+def test_all_problems_are_reported_not_just_the_first(tmp_path):
+    rows = [with_(id=f"r{i}", category="bad") for i in range(5)] + ["{", with_(id="z", toys=5)]
+    _, problems = problems_of(tmp_path, rows)
+    assert [p.line for p in problems] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_problem_list_is_capped(tmp_path):
+    rows = [with_(id=f"r{i}", category="bad") for i in range(MAX_PROBLEMS + 50)]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(DataValidationError) as info:
+        load_dataset(path)
+    assert len(info.value.problems) == MAX_PROBLEMS and info.value.truncated
+    assert len(validate_dataset(path)) == MAX_PROBLEMS
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n\n" + json.dumps(with_(id="b", level=1, category="x")) + "\n")
+    problems = validate_dataset(path)
+    assert [(p.line, p.field) for p in problems] == [(3, "category")]
+
+
+def test_nothing_is_coerced(tmp_path):
+    # A numeric id or a toy level in upper case is an error, not silently fixed.
+    _, problems = problems_of(tmp_path, [with_(id=1), with_(id="b", toys=[{"name": "x", "level": "LOW",
+                                                                          "ground": "foreground"}])])
+    assert [p.field for p in problems] == ["id", "toys[0].level"]
+
+
+def test_validate_checks_images_and_missing_file(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [GOOD])
+    problems = validate_dataset(path, check_images=True)
+    assert [(p.line, p.field) for p in problems] == [(1, "image")]
+    assert validate_dataset(tmp_path / "nope.jsonl")[0].message == "does not exist"
+    with pytest.raises(FileNotFoundError):
+        load_dataset(tmp_path / "nope.jsonl")
+
+
+def test_unknown_format_and_missing_split(tmp_path):
+    bad = tmp_path / "d.csv"
+    bad.write_text("id\n")
+    with pytest.raises(ValueError, match="unknown data format"):
+        load_dataset(bad)
+    path = write_jsonl(tmp_path / "d.jsonl", [GOOD])
+    with pytest.raises(ValueError, match="no record has split 'train'"):
+        load_dataset(path, split="train")
+
+
+def test_parquet_round_trip_and_row_numbers(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rows = [GOOD, with_(id="b", toys=[{"name": "积木", "level": "low", "ground": "background", "aliases": None}])]
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    ds = load_dataset(path)
+    assert [r.id for r in ds] == ["a", "b"] and ds.records[1].toys[0].aliases == ()
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame([GOOD, with_(id="b", category="kitchen")]).to_parquet(bad)
+    problems = validate_dataset(bad)
+    assert [(p.unit, p.line, p.field) for p in problems] == [("row", 2, "category")]
+
+
+def test_saved_hf_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    no_split = {k: v for k, v in GOOD.items() if k != "split"}
+    dd = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list([no_split]), "train": datasets.Dataset.from_list([no_split | {"id": "t"}])}
+    )
+    dd.save_to_disk(str(tmp_path / "saved"))
+    ds = load_dataset(tmp_path / "saved", split="train")
+    assert [r.id for r in ds] == ["t"] and ds.records[0].split == "train"
+    assert ds.records[0].image == tmp_path / "saved" / "images" / "a.png"

@@ -1,0 +1,98 @@
+"""The exact matching rule, pinned case by case (docs/metrics.md, "Matching")."""
+
+import pytest
+
+from ecac_bench import MatchConfig, ToyAnnotation, ToyMatcher, normalize_text
+from ecac_bench.matching import needs_word_boundary
+
+
+def toy(name, *aliases, level="low", ground="foreground"):
+    return ToyAnnotation(name, level, ground, tuple(aliases))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Unit   Blocks\t\n", "unit blocks"),
+        ("ＬＥＧＯ　积木", "lego 积木"),  # full-width letters and the ideographic space fold under NFKC
+        ("孩子们，玩", "孩子们,玩"),  # full-width comma -> ASCII comma (NFKC)
+        ("Ⅳ", "iv"),  # compatibility decomposition, then lower-case
+        ("", ""),
+    ],
+)
+def test_normalize_text(raw, expected):
+    assert normalize_text(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "caption", "named"),
+    [
+        ("car", "a red car.", True),
+        ("car", "a cart", False),  # letter after
+        ("car", "a scar", False),  # letter before
+        ("car", "car2 is here", False),  # digit after
+        ("car", "cars", False),
+        ("lego", "lego-like bricks", True),  # punctuation is a boundary
+        ("lego", "(lego)", True),
+        ("Unit Blocks", "they stack UNIT  BLOCKS", True),  # case and whitespace normalised on both sides
+        ("unit blocks", "unitblocks", False),
+        ("car", "car", True),  # occurrence at both ends of the text
+        ("car", "cart and car", True),  # a later occurrence on boundaries counts
+        ("lego", "ＬＥＧＯ bricks", True),  # full-width caption
+        ("ＬＥＧＯ", "lego bricks", True),  # full-width name
+        ("car", "玩car玩", True),  # CJK neighbours are not ASCII letters/digits
+        ("car", "écar", True),  # only ASCII letters/digits block: é does not
+        ("积木", "孩子们在玩单元积木", True),  # CJK: plain substring, even inside a longer word
+        ("单元积木", "孩子们在玩积木", False),
+        ("彩泥", "彩 泥", False),
+        ("3d拼图", "做3d拼图游戏", True),  # contains CJK: substring rule, no boundaries
+        ("3d拼图", "a3d拼图", True),
+    ],
+)
+def test_exact_rule(name, caption, named):
+    assert ToyMatcher().mentions(name, caption) is named
+    assert ToyMatcher().names(toy(name), [caption]) is named
+
+
+def test_boundary_rule_applies_below_u3000():
+    assert needs_word_boundary("lego")
+    assert needs_word_boundary("café-2")  # Latin-1 letters are below U+3000 too
+    assert not needs_word_boundary("积木")
+    assert not needs_word_boundary("3d拼图")
+
+
+def test_aliases_count_as_names():
+    playdough = toy("彩泥", "橡皮泥")
+    assert ToyMatcher().names(playdough, ["孩子们在捏橡皮泥"])
+    assert not ToyMatcher().names(playdough, ["孩子们在捏泥巴"])
+    en = toy("play dough", "playdough", "plasticine")
+    assert ToyMatcher().names(en, ["Kids shape PLASTICINE."])
+    assert not ToyMatcher().names(en, ["Kids shape plasticines."])
+
+
+def test_any_of_several_captions_names_the_toy():
+    drum = toy("drum")
+    assert ToyMatcher().names(drum, ["a tambourine", "a small drum"])
+    assert not ToyMatcher().names(drum, ["a tambourine", "drums"])
+    assert not ToyMatcher().names(drum, [])
+
+
+def test_fuzzy_mode_tolerates_typos_and_threshold():
+    matcher = ToyMatcher(MatchConfig("fuzzy", 80))
+    assert matcher.mentions("xylophone", "the child plays a xylofone")
+    assert not ToyMatcher().mentions("xylophone", "the child plays a xylofone")
+    assert not ToyMatcher(MatchConfig("fuzzy", 100)).mentions("xylophone", "the child plays a xylofone")
+
+
+def test_match_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="unknown match mode"):
+        MatchConfig("regex")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="0-100"):
+        MatchConfig("fuzzy", 120)
+
+
+def test_plan_cache_is_per_object_identity():
+    matcher = ToyMatcher()
+    a, b = toy("car"), toy("drum")
+    assert matcher.named_flags([a, b, a], ["a car"]) == [True, False, True]
+    assert matcher.named_flags([b], ["a drum"]) == [True]
