@@ -371,13 +371,12 @@ def _parse(path: Path) -> tuple[list[EcacRecord], _Validator]:
     unit = "line" if path.suffix in (".jsonl", ".json") and not path.is_dir() else "row"
     validator = _Validator(str(path), path.parent if not path.is_dir() else path, unit)
     records: list[EcacRecord] = []
-    with no_gc():
-        for line, row in _raw_rows(path, validator):
-            record = validator.record(row, line)
-            if record is not None:
-                records.append(record)
-            if validator.truncated:
-                break
+    for line, row in _raw_rows(path, validator):
+        record = validator.record(row, line)
+        if record is not None:
+            records.append(record)
+        if validator.truncated:
+            break
     return records, validator
 
 
@@ -411,7 +410,8 @@ def load_dataset(path: str | Path | None = None, split: str | None = None) -> Ec
     resolved = Path(path) if path is not None else SAMPLE_DATA
     if not resolved.exists():
         raise FileNotFoundError(f"{resolved}: data file not found")
-    records, validator = _parse(resolved)
+    with no_gc():
+        records, validator = _parse(resolved)
     if validator.problems:
         raise DataValidationError(validator.problems, validator.truncated)
     if split is not None:

@@ -96,14 +96,13 @@ class _Arrays:
         hits: list[bool] = []
         code_of = _CODE
         named_flags = matcher.named_flags
-        with no_gc():
-            for i, (image_id, toys, captions) in enumerate(images):
-                ids.append(image_id)
-                if not toys:
-                    continue
-                hits += named_flags(toys, [normalize_text(c) for c in captions])
-                owners += [i] * len(toys)
-                codes += [code_of[toy.level, toy.ground] for toy in toys]
+        for i, (image_id, toys, captions) in enumerate(images):
+            ids.append(image_id)
+            if not toys:
+                continue
+            hits += named_flags(toys, [normalize_text(c) for c in captions])
+            owners += [i] * len(toys)
+            codes += [code_of[toy.level, toy.ground] for toy in toys]
         n = len(ids)
         slot = np.asarray(owners, dtype=np.int64) * 6 + np.asarray(codes, dtype=np.int64)
         total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
@@ -274,7 +273,19 @@ def score_captions(
     Images absent from ``predictions`` score as an empty caption (loading decides whether that is allowed, see
     ``load_predictions``). ``by`` lists record fields (``category``, ``area``) to break the metrics down by.
     """
-    match = match or MatchConfig()
+    with no_gc():
+        return _score_captions(dataset, predictions, match or MatchConfig(), by, ci, n_boot, seed)
+
+
+def _score_captions(
+    dataset: EcacDataset | Iterable[EcacRecord],
+    predictions: Mapping[str, Sequence[str]],
+    match: MatchConfig,
+    by: Sequence[str],
+    ci: bool,
+    n_boot: int,
+    seed: int,
+) -> TTSResult:
     for field_name in by:
         if field_name not in ("category", "area"):
             raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")

@@ -38,7 +38,7 @@ def _captions_of(row: dict[str, Any], file: str, line: int, problems: list[Probl
 
 def _read_rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
     rows = []
-    with path.open("rb") as fh, no_gc():
+    with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -55,7 +55,11 @@ def load_predictions(path: str | Path, dataset: EcacDataset, allow_missing: bool
     Raises :class:`DataValidationError` naming file, line and field for malformed rows, unknown or duplicate ids,
     and (unless ``allow_missing``) dataset ids without a prediction.
     """
-    path = Path(path)
+    with no_gc():
+        return _load_predictions(Path(path), dataset, allow_missing)
+
+
+def _load_predictions(path: Path, dataset: EcacDataset, allow_missing: bool) -> dict[str, list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: predictions file not found")
     file = str(path)

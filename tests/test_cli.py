@@ -27,7 +27,8 @@ def test_score_defaults_write_a_complete_report(tmp_path, capsys):
 
 def test_score_system_b_differs_and_model_flag(tmp_path):
     out = tmp_path / "b.json"
-    assert main(["score", "--predictions", str(SAMPLE_PREDICTIONS["system-b"]), "--model", "B", "--json", str(out)]) == 0
+    system_b = str(SAMPLE_PREDICTIONS["system-b"])
+    assert main(["score", "--predictions", system_b, "--model", "B", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     a = score_captions(load_dataset(), load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset()))
     assert report["model"] == "B" and report["metrics"]["tts"] < a.metrics["tts"]

@@ -1,9 +1,13 @@
 """The exact matching rule, pinned case by case (docs/metrics.md, "Matching")."""
 
+import unicodedata
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecac_bench import MatchConfig, ToyAnnotation, ToyMatcher, normalize_text
-from ecac_bench.matching import needs_word_boundary
+from ecac_bench.matching import needs_word_boundary, nfkc
 
 
 def toy(name, *aliases, level="low", ground="foreground"):
@@ -96,3 +100,15 @@ def test_plan_cache_is_per_object_identity():
     a, b = toy("car"), toy("drum")
     assert matcher.named_flags([a, b, a], ["a car"]) == [True, False, True]
     assert matcher.named_flags([b], ["a drum"]) == [True]
+
+
+# Characters that exercise NFKC: full-width forms, ligatures, combining marks (reordering and composition),
+# Hangul jamo, compatibility ideographs, ideographic and other Unicode spaces, CJK, ASCII.
+_TRICKY = "ＡＢｃ１，。、ﬁ①Ⅻ㍿\u0301\u0323\u0307e\u00e9\u1100\u1161\u11a8가\uf900\u3000\u00a0\u2028\t 积木Lego-"
+
+
+@given(st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(), max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_fast_nfkc_equals_unicodedata(text):
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+    assert normalize_text(text) == " ".join(unicodedata.normalize("NFKC", text).lower().split())

@@ -17,42 +17,94 @@ OUT = Path(__file__).resolve().parents[1] / "ecac_bench" / "sample"
 
 # (name, level, aliases, english gloss for the drawing, generic low-precision word a weak system would use)
 ZH_TOYS = {
-    "美工区": [("彩泥", "medium", ["橡皮泥"], "clay", "泥"), ("水彩笔", "medium", [], "markers", "笔"),
-            ("剪刀", "low", [], "scissors", "剪刀"), ("画纸", "low", ["白纸"], "paper", "纸")],
-    "建构区": [("单元积木", "medium", ["原木积木"], "unit blocks", "积木"), ("积木", "low", [], "blocks", "积木"),
-            ("磁力片", "medium", ["磁性拼板"], "magnetic tiles", "片"), ("乐高得宝", "high", ["得宝大颗粒积木"], "duplo", "积木")],
-    "科学区": [("放大镜", "medium", [], "magnifier", "镜子"), ("天平", "medium", ["平衡秤"], "balance", "秤"),
-            ("磁铁", "low", [], "magnet", "磁铁"), ("沉浮实验箱", "high", [], "float/sink kit", "箱子")],
-    "阅读区": [("绘本", "medium", ["图画书"], "picture book", "书"), ("书", "low", ["书本"], "book", "书"),
-            ("手偶", "medium", ["指偶"], "hand puppet", "玩偶")],
-    "户外沙水区": [("沙铲", "medium", ["小铲子"], "sand shovel", "铲子"), ("沙子", "low", ["沙"], "sand", "沙子"),
-              ("水车玩具", "high", ["沙水车"], "water wheel", "玩具")],
-    "户外运动区": [("滑梯", "low", [], "slide", "滑梯"), ("平衡木", "medium", [], "balance beam", "木头"),
-              ("轮胎", "low", [], "tyres", "轮胎"), ("攀爬架", "medium", ["攀登架"], "climbing frame", "架子")],
-    "蒙氏教室": [("蒙氏粉红塔", "high", ["粉红塔"], "pink tower", "积木"), ("蒙氏数棒", "high", ["数棒"], "number rods", "棒子"),
-              ("几何嵌板", "high", [], "geometric insets", "板子"), ("托盘", "low", [], "tray", "盘子")],
-    "音乐室": [("奥尔夫木琴", "high", ["木琴"], "xylophone", "琴"), ("手鼓", "medium", [], "hand drum", "鼓"),
-            ("沙锤", "medium", ["沙球"], "maracas", "乐器")],
+    "美工区": [
+        ("彩泥", "medium", ["橡皮泥"], "clay", "泥"),
+        ("水彩笔", "medium", [], "markers", "笔"),
+        ("剪刀", "low", [], "scissors", "剪刀"),
+        ("画纸", "low", ["白纸"], "paper", "纸"),
+    ],
+    "建构区": [
+        ("单元积木", "medium", ["原木积木"], "unit blocks", "积木"),
+        ("积木", "low", [], "blocks", "积木"),
+        ("磁力片", "medium", ["磁性拼板"], "magnetic tiles", "片"),
+        ("乐高得宝", "high", ["得宝大颗粒积木"], "duplo", "积木"),
+    ],
+    "科学区": [
+        ("放大镜", "medium", [], "magnifier", "镜子"),
+        ("天平", "medium", ["平衡秤"], "balance", "秤"),
+        ("磁铁", "low", [], "magnet", "磁铁"),
+        ("沉浮实验箱", "high", [], "float/sink kit", "箱子"),
+    ],
+    "阅读区": [
+        ("绘本", "medium", ["图画书"], "picture book", "书"),
+        ("书", "low", ["书本"], "book", "书"),
+        ("手偶", "medium", ["指偶"], "hand puppet", "玩偶"),
+    ],
+    "户外沙水区": [
+        ("沙铲", "medium", ["小铲子"], "sand shovel", "铲子"),
+        ("沙子", "low", ["沙"], "sand", "沙子"),
+        ("水车玩具", "high", ["沙水车"], "water wheel", "玩具"),
+    ],
+    "户外运动区": [
+        ("滑梯", "low", [], "slide", "滑梯"),
+        ("平衡木", "medium", [], "balance beam", "木头"),
+        ("轮胎", "low", [], "tyres", "轮胎"),
+        ("攀爬架", "medium", ["攀登架"], "climbing frame", "架子"),
+    ],
+    "蒙氏教室": [
+        ("蒙氏粉红塔", "high", ["粉红塔"], "pink tower", "积木"),
+        ("蒙氏数棒", "high", ["数棒"], "number rods", "棒子"),
+        ("几何嵌板", "high", [], "geometric insets", "板子"),
+        ("托盘", "low", [], "tray", "盘子"),
+    ],
+    "音乐室": [
+        ("奥尔夫木琴", "high", ["木琴"], "xylophone", "琴"),
+        ("手鼓", "medium", [], "hand drum", "鼓"),
+        ("沙锤", "medium", ["沙球"], "maracas", "乐器"),
+    ],
 }
 EN_TOYS = {
-    "block area": [("unit blocks", "medium", [], "unit blocks", "blocks"), ("blocks", "low", [], "blocks", "blocks"),
-                   ("magnetic tiles", "medium", ["magna-tiles"], "magnetic tiles", "tiles"),
-                   ("Lego Duplo", "high", ["duplo"], "duplo", "bricks")],
-    "art area": [("play dough", "medium", ["playdough", "plasticine"], "play dough", "dough"),
-                 ("crayons", "low", ["crayon"], "crayons", "pens"), ("paper", "low", [], "paper", "paper")],
-    "sand and water area": [("sand", "low", [], "sand", "sand"), ("water table", "medium", [], "water table", "table"),
-                            ("car", "low", ["toy car"], "car", "toy")],
-    "Montessori room": [("Montessori pink tower", "high", ["pink tower"], "pink tower", "blocks"),
-                        ("Montessori brown stair", "high", ["brown stair"], "brown stair", "blocks"),
-                        ("number rods", "high", [], "number rods", "sticks")],
-    "music room": [("Orff xylophone", "high", ["xylophone"], "xylophone", "instrument"),
-                   ("tambourine", "medium", [], "tambourine", "instrument"), ("drum", "low", [], "drum", "drum")],
+    "block area": [
+        ("unit blocks", "medium", [], "unit blocks", "blocks"),
+        ("blocks", "low", [], "blocks", "blocks"),
+        ("magnetic tiles", "medium", ["magna-tiles"], "magnetic tiles", "tiles"),
+        ("Lego Duplo", "high", ["duplo"], "duplo", "bricks"),
+    ],
+    "art area": [
+        ("play dough", "medium", ["playdough", "plasticine"], "play dough", "dough"),
+        ("crayons", "low", ["crayon"], "crayons", "pens"),
+        ("paper", "low", [], "paper", "paper"),
+    ],
+    "sand and water area": [
+        ("sand", "low", [], "sand", "sand"),
+        ("water table", "medium", [], "water table", "table"),
+        ("car", "low", ["toy car"], "car", "toy"),
+    ],
+    "Montessori room": [
+        ("Montessori pink tower", "high", ["pink tower"], "pink tower", "blocks"),
+        ("Montessori brown stair", "high", ["brown stair"], "brown stair", "blocks"),
+        ("number rods", "high", [], "number rods", "sticks"),
+    ],
+    "music room": [
+        ("Orff xylophone", "high", ["xylophone"], "xylophone", "instrument"),
+        ("tambourine", "medium", [], "tambourine", "instrument"),
+        ("drum", "low", [], "drum", "drum"),
+    ],
 }
 CATEGORY_OF = {
-    "美工区": "classroom", "建构区": "classroom", "科学区": "classroom", "阅读区": "classroom",
-    "户外沙水区": "outdoor", "户外运动区": "outdoor", "蒙氏教室": "specialty", "音乐室": "specialty",
-    "block area": "classroom", "art area": "classroom", "sand and water area": "outdoor",
-    "Montessori room": "specialty", "music room": "specialty",
+    "美工区": "classroom",
+    "建构区": "classroom",
+    "科学区": "classroom",
+    "阅读区": "classroom",
+    "户外沙水区": "outdoor",
+    "户外运动区": "outdoor",
+    "蒙氏教室": "specialty",
+    "音乐室": "specialty",
+    "block area": "classroom",
+    "art area": "classroom",
+    "sand and water area": "outdoor",
+    "Montessori room": "specialty",
+    "music room": "specialty",
 }
 ZH_ACTIONS = ["专注地", "开心地", "认真地", "兴奋地"]
 EN_ACTIONS = ["carefully", "happily", "eagerly", "quietly"]
@@ -148,17 +200,30 @@ def main() -> None:
             if aliases:
                 row["aliases"] = aliases
             toy_rows.append(row)
-        records.append({"id": rid, "image": image, "category": category, "area": area, "caption": caption,
-                        "split": "train" if i % 3 == 2 else "test", "toys": toy_rows})
-        pred_a.append({"id": rid, "caption": _predict(area, toys, zh, {"low": 0.9, "medium": 0.6, "high": 0.35},
-                                                      False, rng)})
+        records.append(
+            {
+                "id": rid,
+                "image": image,
+                "category": category,
+                "area": area,
+                "caption": caption,
+                "split": "train" if i % 3 == 2 else "test",
+                "toys": toy_rows,
+            }
+        )
+        pred_a.append(
+            {"id": rid, "caption": _predict(area, toys, zh, {"low": 0.9, "medium": 0.6, "high": 0.35}, False, rng)}
+        )
         weak = {"low": 0.6, "medium": 0.2, "high": 0.05}
         if i % 4 == 0:  # some rows with several captions, to exercise that form
             pred_b.append({"id": rid, "captions": [_predict(area, toys, zh, weak, True, rng) for _ in range(2)]})
         else:
             pred_b.append({"id": rid, "caption": _predict(area, toys, zh, weak, True, rng)})
-    for name, rows in (("ecac_sample.jsonl", records), ("predictions/system-a.jsonl", pred_a),
-                       ("predictions/system-b.jsonl", pred_b)):
+    for name, rows in (
+        ("ecac_sample.jsonl", records),
+        ("predictions/system-a.jsonl", pred_a),
+        ("predictions/system-b.jsonl", pred_b),
+    ):
         with (OUT / name).open("w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")

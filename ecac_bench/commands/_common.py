@@ -20,7 +20,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=None,
-        help=f"ECAC data: .jsonl, .parquet or a saved Hugging Face dataset dir (default: the bundled sample, {SAMPLE_DATA.name})",
+        help="ECAC data: .jsonl, .parquet or a saved Hugging Face dataset dir "
+        f"(default: the bundled sample, {SAMPLE_DATA.name})",
     )
     parser.add_argument("--split", default=None, help="keep only records of this split (default: all)")
 
