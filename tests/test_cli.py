@@ -64,6 +64,10 @@ def test_validate_and_stats(tmp_path, capsys):
     assert main(["stats", "--json", str(stats_json)]) == 0
     stats = json.loads(stats_json.read_text())
     assert stats["images"] == len(load_dataset()) and sum(stats["images_per_category"].values()) == stats["images"]
+    figure = tmp_path / "stats.svg"
+    assert main(["stats", "--plot", str(figure)]) == 0
+    svg = figure.read_text()
+    assert "images per activity area (13 areas)" in svg and "美工区" in svg
 
 
 def test_console_script_is_installed():

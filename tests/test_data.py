@@ -84,10 +84,16 @@ def test_image_paths_resolve_against_the_data_folder(tmp_path):
         (with_(toys=[{"level": "low", "ground": "foreground"}]), "toys[0].name", "empty toy name"),
         (with_(toys=[{"name": "x", "level": "expert", "ground": "foreground"}]), "toys[0].level", "unknown level"),
         (with_(toys=[{"name": "x", "level": "low", "ground": "middle"}]), "toys[0].ground", "unknown ground"),
-        (with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": "y"}]), "toys[0].aliases",
-         "must be a list"),
-        (with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": ["", "y"]}]),
-         "toys[0].aliases[0]", "non-empty"),
+        (
+            with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": "y"}]),
+            "toys[0].aliases",
+            "must be a list",
+        ),
+        (
+            with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": ["", "y"]}]),
+            "toys[0].aliases[0]",
+            "non-empty",
+        ),
     ],
 )
 def test_each_validation_error_names_file_line_and_field(tmp_path, row, field, message):
@@ -129,8 +135,9 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path):
 
 def test_nothing_is_coerced(tmp_path):
     # A numeric id or a toy level in upper case is an error, not silently fixed.
-    _, problems = problems_of(tmp_path, [with_(id=1), with_(id="b", toys=[{"name": "x", "level": "LOW",
-                                                                          "ground": "foreground"}])])
+    _, problems = problems_of(
+        tmp_path, [with_(id=1), with_(id="b", toys=[{"name": "x", "level": "LOW", "ground": "foreground"}])]
+    )
     assert [p.field for p in problems] == ["id", "toys[0].level"]
 
 

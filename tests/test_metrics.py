@@ -30,8 +30,14 @@ def rec(rid, toys, category="classroom", area="a"):
 # Image 3: no toys
 # Image 4: fg-medium "彩泥" (not named)
 RECORDS = [
-    rec("1", [T("car", "low", "foreground"), T("unit blocks", "medium", "foreground"),
-              T("Montessori pink tower", "high", "background", ("pink tower",))]),
+    rec(
+        "1",
+        [
+            T("car", "low", "foreground"),
+            T("unit blocks", "medium", "foreground"),
+            T("Montessori pink tower", "high", "background", ("pink tower",)),
+        ],
+    ),
     rec("2", [T("积木", "low", "background"), T("蒙氏粉红塔", "high", "foreground")], category="specialty"),
     rec("3", []),
     rec("4", [T("彩泥", "medium", "foreground")], category="outdoor"),

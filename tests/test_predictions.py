@@ -19,8 +19,9 @@ def write(tmp_path, rows):
 
 
 def test_single_and_multiple_captions(tmp_path):
-    path = write(tmp_path, [{"id": "id0", "caption": "a"}, {"id": "id1", "captions": ["b", "c"]},
-                            {"id": "id2", "caption": ""}])
+    path = write(
+        tmp_path, [{"id": "id0", "caption": "a"}, {"id": "id1", "captions": ["b", "c"]}, {"id": "id2", "caption": ""}]
+    )
     assert load_predictions(path, dataset()) == {"id0": ["a"], "id1": ["b", "c"], "id2": [""]}
 
 

@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("stats", help="images per category/area, toys per level/ground")
     add_data_args(parser)
     parser.add_argument("--json", default=None, help="also write the statistics as JSON")
+    parser.add_argument("--plot", default=None, help="also draw them (.svg/.png/.pdf; needs matplotlib)")
     parser.set_defaults(func=run)
 
 
@@ -49,4 +50,8 @@ def run(args: argparse.Namespace) -> int:
     console.print("toys per image: " + ", ".join(f"{k}: {v}" for k, v in stats.toys_per_image.items()))
     if args.json:
         write_json_atomic(args.json, {"dataset": dataset.describe(), **stats.to_dict()})
+    if args.plot:
+        from ecac_bench.stats_plot import plot_stats  # matplotlib is optional: import only when asked
+
+        console.print(f"figure written to {plot_stats(stats, f'{dataset.name}: {len(dataset)} images', args.plot)}")
     return 0

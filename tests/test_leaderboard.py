@@ -1,0 +1,579 @@
+"""The leaderboard builder: parsing both input kinds, ranking, escaping, determinism, errors, atomic builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecac_bench import SAMPLE_PREDICTIONS, load_dataset, load_predictions, score_captions
+from ecac_bench.cli import main as ecac_main
+from ecac_bench.leaderboard import (
+    SITE_FILES,
+    BuildError,
+    DatasetId,
+    InputError,
+    build_boards,
+    build_site,
+    parse_baseline_file,
+    parse_results_file,
+)
+from ecac_bench.leaderboard.__main__ import main as leaderboard_main
+from ecac_bench.leaderboard.loaders import load_inputs
+from ecac_bench.report import build_report
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINES = REPO / "baselines" / "reported"
+RUNS = REPO / "leaderboard" / "runs"
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+SAMPLE_DS = {"name": "ecac-sample", "path": "/x/ecac_sample.jsonl", "split": "test", "size": 40, "sha256": SHA_A}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def score_report(model: str, tts: float | None, dataset: dict[str, Any] | None = None, **metrics: float) -> dict:
+    values = dict.fromkeys(
+        ("tts", "tts_l", "tts_m", "tts_h", "tts_fl", "tts_fm", "tts_fh", "tts_bl", "tts_bm", "tts_bh"), 50.0
+    )
+    values.update(tts=tts, reward=1.5, **metrics)
+    return build_report(
+        "ecac-bench/score",
+        model=model,
+        dataset=dataset or SAMPLE_DS,
+        metrics=values,
+        config={"match": "exact"},
+        date="2026-11-20",
+    )
+
+
+def judge_report(model: str, score: float, dataset: dict[str, Any] | None = None) -> dict:
+    return build_report(
+        "ecac-bench/judge",
+        model=model,
+        dataset=dataset or SAMPLE_DS,
+        metrics={"judge_score": score, "judge_score_std": 7.5, "n": 40, "n_failed": 0},
+        judge={"model": "qwen2.5-vl-72b", "base_url": "http://judge.internal:9999/v1"},
+        date="2026-11-21",
+    )
+
+
+def precision_report(model: str, precision: float) -> dict:
+    return build_report(
+        "ecac-bench/toy-precision",
+        model=model,
+        dataset=SAMPLE_DS,
+        metrics={"toy_precision": precision, "toy_precision_macro": precision - 1, "avg_toy_count": 1.9},
+        config={"extractor": "lexicon"},
+        date="2026-11-22",
+    )
+
+
+def lmms_results(model: str = "Qwen/Qwen2.5-VL-3B-Instruct") -> dict:
+    """The shape lmms-eval 0.7.3 writes to <output_path>/<model>/<timestamp>_results.json."""
+    return {
+        "results": {
+            "ecac_tts": {
+                "alias": "ecac_tts",
+                "dataset_name,none": "ecac_test",
+                "dataset_split,none": "test",
+                "dataset_size,none": 500.0,
+                "dataset_sha256,none": SHA_B,
+                "tts,none": 41.25,
+                "tts_stderr,none": "N/A",
+                "tts_l,none": 60.0,
+                "tts_m,none": 30.0,
+                "tts_h,none": 5.0,
+                "tts_bh,none": "N/A",
+                "tts_fl,none": 70.0,
+                "reward,none": 2.25,
+            },
+            "ecac_judge": {"alias": "ecac_judge", "judge_score,none": 81.5, "judge_score_stderr,none": "N/A"},
+            "ecac_toy_precision": {
+                "alias": "ecac_toy_precision",
+                "toy_precision,none": 66.0,
+                "avg_toy_count,none": 1.7,
+            },
+        },
+        "group_subtasks": {"ecac": ["ecac_tts", "ecac_judge", "ecac_toy_precision"]},
+        "configs": {
+            "ecac_tts": {
+                "task": "ecac_tts",
+                "dataset_path": "json",
+                "test_split": "test",
+                "dataset_kwargs": {"data_files": {"test": "/data/ecac_test.jsonl"}},
+            },
+        },
+        "versions": {"ecac_tts": 1.0, "ecac_judge": 1.0, "ecac_toy_precision": 1.0},
+        "n-samples": {"ecac_tts": {"original": 500, "effective": 500}},
+        "config": {"model": "openai", "model_args": f"model={model},base_url=http://127.0.0.1:8000/v1"},
+        "date": "20261124_093015",
+        "model_name": model,
+    }
+
+
+def write(path: Path, obj: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def build(tmp_path: Path, results: Path, baselines: list[Path] | None = None, **kw: Any):
+    return build_site(baselines if baselines is not None else [], [results], tmp_path / "site", **kw)
+
+
+def site_bytes(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in SITE_FILES}
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def test_score_judge_precision_reports_merge_into_one_measured_row(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "m.score.json", score_report("My-Model", 61.0))
+    write(runs / "m.judge.json", judge_report("My-Model", 77.25))
+    write(runs / "m.prec.json", precision_report("My-Model", 58.0))
+    (board,) = build(tmp_path, runs).boards
+    (row,) = board.rows
+    assert row.source == "measured" and row.display_name == "My-Model"
+    assert row.metrics["tts"] == 61.0 and row.metrics["judge_score"] == 77.25 and row.metrics["toy_precision"] == 58.0
+    assert row.metric_origin["judge_score"] == "runs/m.judge.json"
+    assert {p.kind for p in row.provenance} == {"ecac-bench/score", "ecac-bench/judge", "ecac-bench/toy-precision"}
+    assert {p.judge_model for p in row.provenance} == {None, "qwen2.5-vl-72b"}
+    assert {p.note for p in row.provenance} == {"match exact", "n 40; n_failed 0", "extractor lexicon"}
+    assert row.date == "2026-11-22"
+    assert board.dataset.sha256 == SHA_A and board.dataset.size == 40 and board.dataset.split == "test"
+
+
+def test_judge_endpoint_is_not_published(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "j.json", judge_report("M", 70.0))
+    build(tmp_path, runs)
+    for name in SITE_FILES:
+        assert "judge.internal" not in (tmp_path / "site" / name).read_text(encoding="utf-8")
+
+
+def test_lmms_eval_results_folder(tmp_path):
+    out = tmp_path / "lmms"
+    path = write(out / "Qwen__Qwen2.5-VL-3B-Instruct" / "20261124_093015_results.json", lmms_results())
+    entry = parse_results_file(path, "lmms/Qwen__Qwen2.5-VL-3B-Instruct/20261124_093015_results.json")
+    assert entry.model == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert entry.metrics == {
+        "tts": 41.25,
+        "tts_l": 60.0,
+        "tts_m": 30.0,
+        "tts_h": 5.0,
+        "tts_fl": 70.0,
+        "reward": 2.25,
+        "judge_score": 81.5,
+        "toy_precision": 66.0,
+        "avg_toy_count": 1.7,
+    }
+    assert entry.provenance.date == "2026-11-24"
+    assert entry.provenance.kind == "lmms-eval"
+    assert "ecac_tts v1.0" in entry.provenance.harness
+    assert entry.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
+    assert entry.provenance.note is None
+    (board,) = build(tmp_path, out).boards
+    assert board.rows[0].metrics["judge_score"] == 81.5
+
+
+def test_lmms_eval_model_name_falls_back_to_model_args(tmp_path):
+    data = lmms_results()
+    del data["model_name"]
+    entry = parse_results_file(write(tmp_path / "r.json", data), "r.json")
+    assert entry.model == "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def test_lmms_eval_limit_is_a_different_dataset(tmp_path):
+    out = tmp_path / "lmms"
+    write(out / "a" / "20261124_093015_results.json", lmms_results("A"))
+    limited = lmms_results("B")
+    limited["n-samples"]["ecac_tts"]["effective"] = 8
+    write(out / "b" / "20261124_093015_results.json", limited)
+    boards = build(tmp_path, out).boards
+    assert sorted(b.dataset.size for b in boards) == [8, 500]
+    limited_row = next(b.rows[0] for b in boards if b.dataset.size == 8)
+    assert limited_row.provenance[0].note == "lmms-eval --limit: 8 of 500 images"
+
+
+def test_lmms_eval_without_dataset_identity_is_not_ranked_with_others(tmp_path):
+    data = lmms_results()
+    for key in ("dataset_name,none", "dataset_split,none", "dataset_size,none", "dataset_sha256,none"):
+        del data["results"]["ecac_tts"][key]
+    out = tmp_path / "lmms"
+    write(out / "m" / "20261124_093015_results.json", data)
+    write(out / "other.json", score_report("Other", 10.0, {**SAMPLE_DS, "size": 500, "split": None, "sha256": SHA_B}))
+    boards = build(tmp_path, out).boards
+    assert len(boards) == 2
+    unknown = next(b for b in boards if b.dataset.sha256 is None)
+    assert unknown.dataset.name == "dataset not recorded by lmms-eval"
+    assert "did not report dataset_name" in unknown.rows[0].provenance[0].note
+
+
+def test_lmms_eval_and_ecac_bench_runs_on_the_same_data_share_a_board(tmp_path):
+    out = tmp_path / "runs"
+    write(out / "lmms" / "Qwen__Qwen2.5-VL-3B-Instruct" / "20261124_093015_results.json", lmms_results())
+    same = {"name": "ecac_test", "path": "/elsewhere/ecac_test.jsonl", "split": "test", "size": 500, "sha256": SHA_B}
+    write(out / "qwen-score.json", score_report("Qwen/Qwen2.5-VL-3B-Instruct", 41.25, same))
+    write(out / "other-score.json", score_report("Other", 50.0, same))
+    (board,) = build(tmp_path, out).boards
+    names = [r.display_name for r in board.rows]
+    assert names[0] == "Other" and len(names) == 3 and len(set(names)) == 3  # tts given twice: two rows
+    assert [r.rank for r in board.rows] == [1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "invalid JSON at line 1"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"hello": 1}), "unrecognised results file"),
+        (json.dumps({"kind": "ecac-bench/agree"}), "'ecac-bench/agree' carries no leaderboard metrics"),
+        (json.dumps({k: v for k, v in score_report("M", 1.0).items() if k != "model"}), "model: missing"),
+        (json.dumps({**score_report("M", 1.0), "date": "24/11/2026"}), "date: expected a date YYYY-MM-DD"),
+        (json.dumps(score_report("M", 140.0)), "metrics.tts: 140.0 is outside 0-100"),
+        (json.dumps(score_report("M", "high")), "metrics.tts: expected a number, got 'high'"),
+        (json.dumps({**score_report("M", 1.0), "config": {"match": "fuzzy"}}), "ranks only the exact rule"),
+        (json.dumps({**score_report("M", 1.0), "dataset": {**SAMPLE_DS, "sha256": "xyz"}}), "dataset.sha256"),
+        (json.dumps({**score_report("M", 1.0), "metrics": {"reward": 1.0}}), "metrics.tts: missing"),
+        (json.dumps({**lmms_results(), "results": {"mmmu": {"acc,none": 0.5}}}), "no ecac_* task"),
+        (
+            json.dumps({**lmms_results(), "results": {"ecac_tts": {"tts,none": 1.0, "tts,strict": 2.0}}}),
+            "more than once",
+        ),
+    ],
+)
+def test_bad_results_file_names_path_and_problem(tmp_path, content, needle):
+    path = tmp_path / "runs" / "bad.json"
+    path.parent.mkdir()
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        parse_results_file(path, "runs/bad.json")
+    assert str(path) in str(err.value)
+    assert needle in str(err.value)
+
+
+def test_built_leaderboard_json_is_not_taken_for_results(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 10.0))
+    build(tmp_path, runs)
+    with pytest.raises(InputError, match="built leaderboard"):
+        parse_results_file(tmp_path / "site" / "leaderboard.json", "site/leaderboard.json")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda e: e.update(source="measured"), "entries[0].source: must be 'reported'"),
+        (lambda e: e.pop("params_b"), "entries[0].params_b: missing"),
+        (lambda e: e.pop("table"), "entries[0].table: missing"),
+        (lambda e: e["citation"].pop("key"), "entries[0].citation.key: missing"),
+        (lambda e: e["metrics"].update(bleu=3.0), "unknown metric(s) ['bleu']"),
+    ],
+)
+def test_bad_baseline_entry(tmp_path, mutate, needle):
+    entry = {
+        "source": "reported",
+        "citation": {"key": "paper", "text": "A paper"},
+        "dataset": {"name": "ECAC", "split": "test"},
+        "table": "Table 1",
+        "model": "M",
+        "params_b": 3,
+        "metrics": {"tts": 10.0},
+    }
+    mutate(entry)
+    path = write(tmp_path / "b.json", {"entries": [entry]})
+    with pytest.raises(InputError) as err:
+        parse_baseline_file(path)
+    assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_bundled_baselines_carry_the_papers_numbers():
+    loaded = load_inputs([BASELINES], [])
+    assert not loaded.problems
+    by = {(e.model, e.provenance.kind): e for e in loaded.entries}
+    assert all(e.source == "reported" and e.citation and e.provenance.origin == "li-ecac" for e in loaded.entries)
+    assert by[("KinderMM-Cap-3B", "Table III")].metrics == {"tts": 51.06, "judge_score": 86.20}
+    assert by[("KinderMM-Cap-3B", "Table III")].params_b == 3
+    assert by[("Gemma3-27B", "Table III")].metrics == {"tts": 10.74, "judge_score": 12.00}
+    assert by[("Qwen2.5-VL-32B", "Table III (text)")].metrics == {"tts": 29.96, "judge_score": 89.13}
+    assert by[("Qwen2.5-VL-3B+SFT+GRPO", "Fig. 5")].metrics == {"tts": 49.61, "judge_score": 86.59}
+    assert by[("Qwen2.5-VL-3B", "Table V")].metrics["tts_bh"] == 0.01
+    assert by[("KinderMM-Cap-3B", "Table VI")].metrics == {"toy_precision": 56.43, "avg_toy_count": 2.08}
+    assert len(loaded.entries) == 6 + 4 + 4 + 4
+
+
+def test_reported_tables_merge_per_model_and_conflicts_are_shown():
+    (board,) = build_boards(load_inputs([BASELINES], []).entries)
+    rows = {r.model: r for r in board.rows}
+    kinder = rows["KinderMM-Cap-3B"]
+    assert kinder.metrics["tts"] == 51.06 and kinder.metric_origin["tts"] == "Table III"
+    assert kinder.metrics["tts_fl"] == 66.59 and kinder.metrics["toy_precision"] == 56.43
+    (conflict,) = kinder.conflicts
+    assert conflict.metric == "tts" and conflict.values == ((51.06, "Table III"), (51.07, "Fig. 5"))
+    assert not rows["Qwen2.5-VL-3B"].conflicts  # 38.07 in both Table III and Fig. 5
+    assert [r.rank for r in board.rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert board.rows[0].model == "KinderMM-Cap-3B" and board.rows[-1].model == "Gemma3-27B"
+
+
+# ---------------------------------------------------------------------------------------------- ranking
+
+
+def test_ties_share_a_rank_at_the_precision_shown(tmp_path):
+    runs = tmp_path / "runs"
+    for name, tts in [("a", 70.0), ("b", 45.251), ("c", 45.249), ("d", 12.0), ("e", None)]:
+        write(runs / f"{name}.json", score_report(name, tts))
+    (board,) = build(tmp_path, runs).boards
+    assert [(r.display_name, r.rank) for r in board.rows] == [("a", 1), ("b", 2), ("c", 2), ("d", 4), ("e", None)]
+
+
+def test_datasets_never_share_a_ranking(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a1.json", score_report("A", 30.0))
+    write(runs / "b1.json", score_report("B", 20.0))
+    write(runs / "a2.json", score_report("A", 90.0, {**SAMPLE_DS, "sha256": SHA_B}))
+    write(runs / "c3.json", score_report("C", 95.0, {**SAMPLE_DS, "split": None, "size": 60}))
+    boards = build(tmp_path, runs).boards
+    assert len(boards) == 3
+    ranked = {b.dataset.key: [(r.display_name, r.rank) for r in b.rows] for b in boards}
+    assert sorted(ranked.values()) == [[("A", 1)], [("A", 1), ("B", 2)], [("C", 1)]]
+
+
+def test_duplicate_names_are_disambiguated_not_dropped(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "first.json", score_report("Same", 40.0))
+    write(runs / "second.json", score_report("Same", 50.0))
+    write(runs / "judge.json", judge_report("Same", 80.0))  # judge given once, but tts twice: no merging at all
+    (board,) = build(tmp_path, runs).boards
+    names = [r.display_name for r in board.rows]
+    assert len(names) == 3 and len(set(names)) == 3
+    assert names[:2] == ["Same [runs/second]", "Same [runs/first]"]
+    assert {r.metrics.get("tts") for r in board.rows} == {40.0, 50.0, None}
+
+
+def test_reported_and_measured_are_never_merged(tmp_path):
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(runs / "m.json", score_report("M", 40.0))
+    write(
+        base / "b.json",
+        {
+            "entries": [
+                {
+                    "source": "reported",
+                    "citation": {"key": "p", "text": "P"},
+                    "table": "T1",
+                    "model": "M",
+                    "params_b": 1,
+                    "dataset": {"name": "ecac-sample", "split": "test", "size": 40, "sha256": SHA_A},
+                    "metrics": {"tts": 41.0},
+                }
+            ]
+        },
+    )
+    (board,) = build(tmp_path, runs, [base]).boards
+    assert sorted((r.source, r.metrics["tts"]) for r in board.rows) == [("measured", 40.0), ("reported", 41.0)]
+    assert sorted(r.display_name for r in board.rows) == ["M [p]", "M [runs/m]"]
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def test_model_name_is_escaped_everywhere(tmp_path):
+    runs = tmp_path / "runs"
+    evil = "<script>alert('x')</script>"
+    write(runs / "s.json", score_report(evil, 40.0))
+    write(runs / "j.json", judge_report(evil, 80.0))
+    build(tmp_path, runs)
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # only the page's own sorting script
+    assert "<script>" not in (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    assert data["boards"][0]["rows"][0]["model"] == evil  # data files keep the name as it is
+
+
+def test_build_is_byte_identical_and_stamp_is_opt_in(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    write(runs / "b.json", judge_report("A", 80.0))
+    first = build_site([BASELINES], [runs], tmp_path / "one")
+    build_site([BASELINES], [runs], tmp_path / "two")
+    assert site_bytes(tmp_path / "one") == site_bytes(tmp_path / "two")
+    assert first.written == [tmp_path / "one" / name for name in SITE_FILES]
+    build_site([BASELINES], [runs], tmp_path / "three", stamp="2026-11-25 03:00 UTC")
+    stamped = site_bytes(tmp_path / "three")
+    assert b"2026-11-25 03:00 UTC" in stamped["index.html"] and b"2026-11-25 03:00 UTC" in stamped["leaderboard.json"]
+    assert b"03:00 UTC" not in site_bytes(tmp_path / "one")["index.html"]
+
+
+def test_csv_and_markdown_hold_the_same_table(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A|B", 40.0))
+    build(tmp_path, runs)
+    csv_text = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()
+    assert csv_text[0].startswith("dataset,dataset_split,dataset_size,dataset_sha256,rank,model,source,params_b,tts,")
+    assert csv_text[1].startswith(f"ecac-sample,test,40,{SHA_A},1,A|B,measured,,40.0,")
+    md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| 1 | A\\|B | — | 40.00 |" in md
+
+
+# ---------------------------------------------------------------------------------------------- errors, swap
+
+
+def test_bad_input_fails_before_writing_and_skip_bad_goes_on(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "good.json", score_report("Good", 40.0))
+    (runs / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(BuildError) as err:
+        build(tmp_path, runs)
+    assert "broken.json: invalid JSON" in str(err.value)
+    assert not (tmp_path / "site").exists() or not any((tmp_path / "site").iterdir())
+    result = build(tmp_path, runs, skip_bad=True)
+    assert [r.display_name for r in result.boards[0].rows] == ["Good"]
+    assert len(result.skipped) == 1
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "broken.json: invalid JSON" in html
+    assert json.loads((tmp_path / "site" / "leaderboard.json").read_text())["skipped_inputs"][0].endswith(
+        "invalid JSON at line 1, column 2: Expecting property name enclosed in double quotes"
+    )
+
+
+def test_failed_build_leaves_previous_site_intact(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    write(runs / "good.json", score_report("Good", 40.0))
+    build(tmp_path, runs)
+    before = site_bytes(tmp_path / "site")
+    write(runs / "more.json", score_report("More", 50.0))
+    (runs / "bad.json").write_text('{"kind": "ecac-bench/score"}', encoding="utf-8")
+    with pytest.raises(BuildError, match="harness: missing"):
+        build(tmp_path, runs)
+    assert site_bytes(tmp_path / "site") == before
+
+    # A failure while writing (after some files are rendered) changes nothing either.
+    (runs / "bad.json").unlink()
+    import ecac_bench.leaderboard.build as build_mod
+
+    def boom(boards, meta):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build_mod, "render_md", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build(tmp_path, runs)
+    assert site_bytes(tmp_path / "site") == before
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == sorted(SITE_FILES)  # no staging folder left
+    monkeypatch.undo()
+    build(tmp_path, runs)
+    assert b"More" in (tmp_path / "site" / "index.html").read_bytes()
+
+
+def test_cli_reports_problems_and_exit_codes(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write(runs / "ok.json", score_report("Ok", 40.0))
+    (runs / "bad.json").write_text("[]", encoding="utf-8")
+    out = tmp_path / "site"
+    args = ["build", "--results", str(runs), "--baselines", str(BASELINES), "--out", str(out)]
+    assert leaderboard_main(args) == 1
+    assert f"{runs / 'bad.json'}: expected a JSON object" in capsys.readouterr().err
+    assert not out.exists()
+    assert leaderboard_main([*args, "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped:" in captured.err and "ECAC, split test: 8 rows" in captured.out
+    assert leaderboard_main(["build", "--results", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert "nowhere: not a folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def test_real_score_cli_report_feeds_the_leaderboard(tmp_path):
+    runs = tmp_path / "runs"
+    report = runs / "system-b.json"
+    assert ecac_main(["score", "--predictions", str(SAMPLE_PREDICTIONS["system-b"]), "--json", str(report)]) == 0
+    (board,) = build(tmp_path, runs).boards
+    expected = json.loads(report.read_text(encoding="utf-8"))
+    assert board.rows[0].metrics["tts"] == expected["metrics"]["tts"]
+    assert board.dataset.sha256 == expected["dataset"]["sha256"]
+
+
+def test_committed_runs_match_a_fresh_score():
+    """leaderboard/runs/ holds real `ecac-bench score` output for the sample systems; regenerate if this fails."""
+    dataset = load_dataset()
+    for name, predictions in SAMPLE_PREDICTIONS.items():
+        committed = json.loads((RUNS / f"{name}.json").read_text(encoding="utf-8"))
+        fresh = score_captions(dataset, load_predictions(predictions, dataset))
+        assert committed["dataset"]["sha256"] == dataset.sha256
+        assert committed["metrics"] == pytest.approx(fresh.metrics), name
+
+
+def test_committed_site_is_up_to_date(tmp_path):
+    """The built site in leaderboard/ is what the builder makes from the repo's inputs (rebuild it if not)."""
+    build_site([BASELINES], [RUNS], tmp_path)
+    for name in SITE_FILES:
+        committed = (REPO / "leaderboard" / name).read_bytes()
+        assert committed == (tmp_path / name).read_bytes(), f"leaderboard/{name} is stale: run the build"
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    cmd = [
+        sys.executable,
+        "-m",
+        "ecac_bench.leaderboard",
+        "build",
+        "--results",
+        str(runs),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ECAC, split test: 8 rows" in done.stdout  # default --baselines, relative to the repo root
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(SITE_FILES)
+
+
+def test_baseline_yaml_errors_and_dates(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entries: [unclosed\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.yaml: invalid YAML"):
+        parse_baseline_file(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "entries:\n  - {source: reported, citation: {key: p, text: P}, dataset: {name: ECAC}, table: T,\n"
+        "     model: M, params_b: null, date: 2025-03-01, metrics: {tts: 12.5}}\n",
+        encoding="utf-8",
+    )
+    (entry,) = parse_baseline_file(good)
+    assert entry.provenance.date == "2025-03-01" and entry.params_b is None and entry.metrics == {"tts": 12.5}
+
+
+def test_results_file_written_by_lmms_evals_own_tracker(tmp_path):
+    """The file layout and extra keys come from lmms-eval's EvaluationTracker, not from a hand-made copy."""
+    loggers = pytest.importorskip("lmms_eval.loggers")
+    tracker = loggers.EvaluationTracker(output_path=str(tmp_path / "lmms"))
+    tracker.general_config_tracker.log_experiment_args(
+        model_source="openai",
+        model_args="model=Qwen/Qwen2.5-VL-7B-Instruct,base_url=http://127.0.0.1:8000/v1",
+        system_instruction=None,
+        chat_template=None,
+        fewshot_as_multiturn=False,
+    )
+    results = lmms_results("ignored")
+    del results["model_name"]  # the tracker adds its own
+    tracker.save_results_aggregated(results=results, samples=None, datetime_str="20261124_093015")
+    (written,) = (tmp_path / "lmms").rglob("*_results.json")
+    assert written.parent.name == "Qwen__Qwen2.5-VL-7B-Instruct"
+    (board,) = build(tmp_path, tmp_path / "lmms").boards
+    (row,) = board.rows
+    assert row.model == "Qwen/Qwen2.5-VL-7B-Instruct" and row.date == "2026-11-24"
+    assert row.metrics["tts"] == 41.25 and board.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
+    assert row.provenance[0].origin == "lmms/Qwen__Qwen2.5-VL-7B-Instruct/20261124_093015_results.json"
