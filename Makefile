@@ -23,8 +23,12 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 setup: $(VENV)/.core
 setup-dev: $(VENV)/.dev
 
+# The main job: score the sample's system-a captions, then build the leaderboard from the reported baselines and
+# the measured runs in leaderboard/runs/ (open leaderboard/index.html).
 demo: $(VENV)/.core
-	$(BIN)/ecac-bench score --by category --json leaderboard/runs/sample-system-a.json --model system-a
+	$(BIN)/ecac-bench score --by category
+	$(BIN)/python -m ecac_bench.leaderboard build
+	@echo "leaderboard: open leaderboard/index.html"
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q

@@ -10,7 +10,18 @@ from ecac_bench import __version__
 from ecac_bench.data import DataValidationError
 
 # Subcommand modules under ecac_bench.commands, in the order `--help` lists them.
-COMMANDS = ("score", "stats", "validate")
+COMMANDS = (
+    "score",
+    "stats",
+    "validate",
+    "judge",
+    "toy_precision",
+    "rank",
+    "agree",
+    "utility",
+    "balanced",
+    "make_qa",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,325 @@
+"""Balanced caption score (BalCapRL): precision with pointability, recall, linguistic quality, b-CapScore.
+
+Per image (docs/sibling_metrics.md has the full text):
+
+* the caption and the reference caption are decomposed into atomic assertions by an LLM;
+* **precision** = share of the caption's assertions that a VLM, looking at the image, verifies as true AND judges
+  *pointable* (about something one could point at in the image: an object, a person, an action, a place; not a
+  mood of the photographer, an inference about intentions or a generic remark). A caption with no assertion has
+  precision 0: it says nothing that can be checked;
+* **recall** = share of the reference's assertions that the LLM finds covered by the caption;
+* **linguistic** = mean of clarity, fluency and coherence, each scored 1-5 by the LLM and mapped to [0, 1] by
+  (s - 1) / 4;
+* **b-CapScore** = the harmonic mean of the three (0 when any is 0).
+
+Reported values are 100 x the mean over images. An image whose calls failed (transport, or unreadable answers after
+the repair turns), or whose reference has no assertion, is excluded and counted in ``n_failed``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ecac_bench.data import EcacDataset
+from ecac_bench.llm_client import LLMClient, complete_parsed, user_message
+from ecac_bench.prompts import load_prompt
+from ecac_bench.toy_precision import parse_name_list
+
+LINGUISTIC_ASPECTS = ("clarity", "fluency", "coherence")
+
+
+def harmonic_mean(values: Sequence[float]) -> float:
+    """Harmonic mean of non-negative values; 0 when any value is 0."""
+    if any(v <= 0 for v in values):
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+@dataclass(frozen=True)
+class BalancedImage:
+    """Per-image components in [0, 1]; ``error`` set (and components None) when the image could not be scored."""
+
+    id: str
+    precision: float | None
+    recall: float | None
+    linguistic: float | None
+    n_assertions: int = 0
+    n_reference_assertions: int = 0
+    error: str | None = None
+
+    @property
+    def b_capscore(self) -> float | None:
+        if self.error is not None or None in (self.precision, self.recall, self.linguistic):
+            return None
+        return harmonic_mean([self.precision, self.recall, self.linguistic])  # type: ignore[list-item]
+
+
+def score_components(
+    image_id: str,
+    verdicts: Sequence[tuple[bool, bool]],
+    covered: Sequence[bool],
+    linguistic_scores: Mapping[str, float],
+) -> BalancedImage:
+    """Pure per-image scoring. ``verdicts``: (verified, pointable) per caption assertion; ``covered``: per reference
+    assertion; ``linguistic_scores``: 1-5 per aspect."""
+    if not covered:
+        return BalancedImage(image_id, None, None, None, len(verdicts), 0, "reference has no assertion")
+    precision = sum(v and p for v, p in verdicts) / len(verdicts) if verdicts else 0.0
+    recall = sum(covered) / len(covered)
+    linguistic = sum((linguistic_scores[a] - 1.0) / 4.0 for a in LINGUISTIC_ASPECTS) / len(LINGUISTIC_ASPECTS)
+    return BalancedImage(image_id, precision, recall, linguistic, len(verdicts), len(covered))
+
+
+@dataclass(frozen=True)
+class BalancedResult:
+    precision: float | None
+    recall: float | None
+    linguistic: float | None
+    b_capscore: float | None
+    n: int
+    n_failed: int
+    per_image: tuple[BalancedImage, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "linguistic": self.linguistic,
+            "b_capscore": self.b_capscore,
+            "n": self.n,
+            "n_failed": self.n_failed,
+        }
+
+
+def aggregate_balanced(images: Sequence[BalancedImage]) -> BalancedResult:
+    """100 x the mean of each component over the images that could be scored."""
+    ok = [i for i in images if i.error is None]
+
+    def mean(values: list[float | None]) -> float | None:
+        return 100.0 * sum(values) / len(values) if values else None  # type: ignore[arg-type]
+
+    return BalancedResult(
+        precision=mean([i.precision for i in ok]),
+        recall=mean([i.recall for i in ok]),
+        linguistic=mean([i.linguistic for i in ok]),
+        b_capscore=mean([i.b_capscore for i in ok]),
+        n=len(ok),
+        n_failed=len(images) - len(ok),
+        per_image=tuple(images),
+    )
+
+
+# -- answer parsers ---------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "1", "是", "对", "y"}
+_FALSE = {"false", "no", "0", "否", "错", "n"}
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+def _json_of(text: str, opener: str, closer: str) -> Any:
+    start, end = text.find(opener), text.rfind(closer)
+    if start == -1 or end <= start:
+        return None
+    try:
+        return orjson.loads(text[start : end + 1])
+    except orjson.JSONDecodeError:
+        return None
+
+
+def parse_assertions(text: str) -> tuple[list[str] | None, str | None]:
+    """A JSON list of assertion strings (fenced or among stray text); ``[]`` is valid."""
+    return parse_name_list(text)
+
+
+def parse_verdicts(text: str, n: int) -> tuple[list[tuple[bool, bool]] | None, str | None]:
+    """``n`` objects ``{"verified": bool, "pointable": bool}`` in assertion order."""
+    data = _json_of(text, "[", "]")
+    if not isinstance(data, list):
+        return None, "no JSON list found"
+    if len(data) != n:
+        return None, f"expected {n} verdicts, got {len(data)}"
+    verdicts = []
+    for item in data:
+        if not isinstance(item, dict):
+            return None, "each verdict must be an object"
+        verified, pointable = _bool(item.get("verified")), _bool(item.get("pointable"))
+        if verified is None or pointable is None:
+            return None, "each verdict needs boolean 'verified' and 'pointable'"
+        verdicts.append((verified, pointable))
+    return verdicts, None
+
+
+def parse_coverage(text: str, n: int) -> tuple[list[bool] | None, str | None]:
+    """``n`` booleans, one per reference assertion."""
+    data = _json_of(text, "[", "]")
+    if not isinstance(data, list):
+        return None, "no JSON list found"
+    flags = [_bool(x) for x in data]
+    if len(flags) != n or None in flags:
+        return None, f"expected a list of {n} true/false values"
+    return flags, None  # type: ignore[return-value]
+
+
+def parse_linguistic(text: str) -> tuple[dict[str, float] | None, str | None]:
+    """``{"clarity": 1-5, "fluency": 1-5, "coherence": 1-5}`` (numbers may be strings)."""
+    data = _json_of(re.sub(r"[“”]", '"', text), "{", "}")
+    if not isinstance(data, dict):
+        return None, "no JSON object found"
+    out = {}
+    for aspect in LINGUISTIC_ASPECTS:
+        try:
+            value = float(data.get(aspect))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None, f"missing numeric '{aspect}'"
+        if not 1 <= value <= 5:
+            return None, f"'{aspect}' must be within 1-5, got {value:g}"
+        out[aspect] = value
+    return out, None
+
+
+# -- the I/O ----------------------------------------------------------------------------------------------------
+
+
+def _numbered(items: Sequence[str]) -> str:
+    return "\n".join(f"{i + 1}. {text}" for i, text in enumerate(items))
+
+
+async def _ask(
+    client: LLMClient, task: str, lang: str, conversations: list[list[dict[str, Any]]], parse: Any, retries: int
+) -> list[Any]:
+    prompt, repair = load_prompt(task, lang), load_prompt("balanced_repair", lang)
+    return await complete_parsed(
+        client,
+        conversations,
+        parse,
+        lambda problem: repair.render(problem=problem),
+        version=f"{prompt.tag}+{repair.tag}",
+        retries=retries,
+        desc=task,
+    )
+
+
+async def balanced_scores(
+    llm: LLMClient,
+    vlm: LLMClient,
+    items: Sequence[tuple[str, str, str, Path]],
+    *,
+    lang: str = "zh",
+    retries: int = 2,
+) -> list[BalancedImage]:
+    """Score (id, caption, reference caption, image) items: decompose, verify, match, rate."""
+    decompose = load_prompt("balanced_decompose", lang)
+    texts = sorted({t for _, caption, reference, _ in items for t in (caption, reference)})
+    decomposed = await _ask(
+        llm,
+        "balanced_decompose",
+        lang,
+        [[user_message(decompose.render(text=t))] for t in texts],
+        parse_assertions,
+        retries,
+    )
+    assertions = dict(zip(texts, decomposed, strict=True))
+
+    verify, cover, rate = (load_prompt(t, lang) for t in ("balanced_verify", "balanced_recall", "balanced_linguistic"))
+    ready = [it for it in items if assertions[it[1]].ok and assertions[it[2]].ok]
+    claims = {it[0]: assertions[it[1]].value for it in ready}
+    refs = {it[0]: assertions[it[2]].value for it in ready}
+    with_claims = [it for it in ready if claims[it[0]]]
+    verified = await _ask_each(
+        vlm,
+        "balanced_verify",
+        lang,
+        [
+            (it[0], [user_message(verify.render(assertions=_numbered(claims[it[0]])), [it[3]])], len(claims[it[0]]))
+            for it in with_claims
+        ],
+        parse_verdicts,
+        retries,
+    )
+    covered = await _ask_each(
+        llm,
+        "balanced_recall",
+        lang,
+        [
+            (it[0], [user_message(cover.render(caption=it[1], assertions=_numbered(refs[it[0]])))], len(refs[it[0]]))
+            for it in ready
+            if refs[it[0]]
+        ],
+        parse_coverage,
+        retries,
+    )
+    rated = await _ask(
+        llm,
+        "balanced_linguistic",
+        lang,
+        [[user_message(rate.render(caption=it[1]))] for it in ready],
+        parse_linguistic,
+        retries,
+    )
+    rated_by_id = {it[0]: answer for it, answer in zip(ready, rated, strict=True)}
+
+    out = []
+    for image_id, caption, reference, _ in items:
+        failures = [
+            f"{what}: {a.error}"
+            for what, a in (("decompose caption", assertions[caption]), ("decompose reference", assertions[reference]))
+            if not a.ok
+        ]
+        if failures:
+            out.append(BalancedImage(image_id, None, None, None, error="; ".join(failures)))
+            continue
+        answers = {
+            "verify": verified.get(image_id),
+            "recall": covered.get(image_id),
+            "linguistic": rated_by_id[image_id],
+        }
+        failures = [f"{what}: {a.error}" for what, a in answers.items() if a is not None and not a.ok]
+        if failures:
+            out.append(BalancedImage(image_id, None, None, None, error="; ".join(failures)))
+            continue
+        verdicts = answers["verify"].value if answers["verify"] is not None else []
+        flags = answers["recall"].value if answers["recall"] is not None else []
+        out.append(score_components(image_id, verdicts, flags, answers["linguistic"].value))
+    return out
+
+
+async def _ask_each(
+    client: LLMClient,
+    task: str,
+    lang: str,
+    jobs: Sequence[tuple[str, list[dict[str, Any]], int]],
+    parse: Any,
+    retries: int,
+) -> dict[str, Any]:
+    """Like ``_ask`` but each job's parser knows its expected length; answers by image id."""
+    # A parser sees only the answer text, so jobs are asked in groups that expect the same number of items.
+    out: dict[str, Any] = {}
+    for n in sorted({size for _, _, size in jobs}):
+        group = [(image_id, conv) for image_id, conv, size in jobs if size == n]
+        answers = await _ask(client, task, lang, [c for _, c in group], lambda text, n=n: parse(text, n), retries)
+        out.update({image_id: a for (image_id, _), a in zip(group, answers, strict=True)})
+    return out
+
+
+def balanced_items(dataset: EcacDataset, predictions: Mapping[str, Sequence[str]]) -> list[tuple[str, str, str, Path]]:
+    """(id, first caption, reference caption, image) per predicted image, in dataset order."""
+    return [(r.id, predictions[r.id][0], r.caption, r.image) for r in dataset if predictions.get(r.id)]

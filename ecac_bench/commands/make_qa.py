@@ -1,0 +1,65 @@
+"""`ecac-bench make-qa`: generate multiple-choice questions per image with a VLM, then keep the good ones."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import orjson
+
+from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.commands._llm import add_llm_args, client_from_args
+from ecac_bench.commands._sibling import add_vlm_args, vlm_client
+from ecac_bench.llm_client import ClientConfigError, FatalAPIError
+from ecac_bench.report import write_bytes_atomic
+from ecac_bench.utility import filter_questions, generate_questions
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("make-qa", help="generate and filter CapRL questions for a dataset with a VLM")
+    add_data_args(parser)
+    parser.add_argument("--out", type=Path, required=True, help="write the kept questions here (JSONL)")
+    parser.add_argument("--per-image", type=int, default=5, help="questions asked per image (default 5)")
+    parser.add_argument("--rounds", type=int, default=4, help="shuffled rounds for the filter (default 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pass-visual-min", type=float, default=0.75, help="min accuracy with the image")
+    parser.add_argument("--pass-textual-max", type=float, default=0.25, help="max accuracy with no caption (leak)")
+    parser.add_argument("--no-filter", action="store_true", help="keep every generated question")
+    parser.add_argument("--lang", choices=("zh", "en"), default="zh")
+    add_llm_args(parser)
+    add_vlm_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = load_data(args)
+    try:
+        llm = client_from_args(args)
+        vlm = vlm_client(args, llm)
+        items, failed = asyncio.run(generate_questions(vlm, dataset, per_image=args.per_image, lang=args.lang))
+        kept = items
+        if not args.no_filter:
+            decisions = asyncio.run(
+                filter_questions(
+                    llm,
+                    vlm,
+                    items,
+                    {r.id: r.image for r in dataset},
+                    rounds=args.rounds,
+                    seed=args.seed,
+                    lang=args.lang,
+                    pass_visual_min=args.pass_visual_min,
+                    pass_textual_max=args.pass_textual_max,
+                )
+            )
+            kept = [d.item for d in decisions if d.kept]
+    except (ClientConfigError, FatalAPIError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    write_bytes_atomic(args.out, b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in kept))
+    console.print(
+        f"{len(items)} questions generated for {len(dataset) - len(failed)} images ({len(failed)} failed); "
+        f"{len(kept)} kept -> {args.out}"
+    )
+    return 0 if kept else 1

@@ -1,0 +1,97 @@
+"""`ecac-bench rank`: per-caption scores of candidate captions, the input of `ecac-bench agree`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+from pathlib import Path
+
+import orjson
+
+from ecac_bench.agreement import load_candidates
+from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.judge import LANGS, JudgeInput, judge_captions, prompt_version
+from ecac_bench.llm_client import ClientConfigError, FatalAPIError
+from ecac_bench.matching import MatchConfig, ToyMatcher
+from ecac_bench.metrics import toy_reward
+from ecac_bench.report import build_report, file_sha256, write_bytes_atomic, write_json_atomic
+
+METHODS = ("reward", "judge_score")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("rank", help="score candidate captions per caption (reward R(C), judge score)")
+    add_data_args(parser)
+    parser.add_argument(
+        "--candidates", type=Path, required=True, help='JSONL {"id", "caption_id", "caption"} (K rows per image)'
+    )
+    parser.add_argument("--out", type=Path, required=True, help="scores JSONL to write (input of `agree --scores`)")
+    parser.add_argument(
+        "--methods", default="reward", help=f"comma-separated, from {','.join(METHODS)} (default reward)"
+    )
+    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule for the reward")
+    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    parser.add_argument("--lang", choices=LANGS, default="zh", help="judge prompt language (default zh)")
+    parser.add_argument("--parse-retries", type=int, default=2, help="judge: re-ask when an answer has no score")
+    add_llm_args(parser)
+    parser.add_argument("--json", type=Path, default=None, help="also write a JSON report (means per method)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        console.print(f"[red]error:[/red] unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        return 2
+    dataset = load_data(args)
+    candidates = load_candidates(args.candidates, dataset.by_id)
+    scores: list[dict[str, float | None]] = [{} for _ in candidates]
+    extra: dict[str, object] = {}
+    config: dict[str, object] = {"methods": methods}
+    if "reward" in methods:
+        match = MatchConfig(args.match, args.fuzzy_threshold)
+        matcher = ToyMatcher(match)
+        for row, c in zip(scores, candidates, strict=True):
+            row["reward"] = toy_reward(dataset.by_id[c.id].toys, c.caption, matcher)
+        config.update(match.describe())
+    if "judge_score" in methods:
+        inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, c in enumerate(candidates)]
+        try:
+            client = client_from_args(args)
+            outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
+        except (ClientConfigError, FatalAPIError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
+        for row, outcome in zip(scores, outcomes, strict=True):
+            row["judge_score"] = outcome.score  # None for a failure: `agree` leaves that caption out
+        config.update(lang=args.lang, prompt=prompt_version(args.lang))
+        extra = llm_report_fields(client)
+    lines = [
+        orjson.dumps({"id": c.id, "caption_id": c.caption_id, "scores": row})
+        for c, row in zip(candidates, scores, strict=True)
+    ]
+    write_bytes_atomic(args.out, b"\n".join(lines) + b"\n")
+    means = {}
+    for m in methods:
+        values = [v for row in scores if (v := row.get(m)) is not None]
+        means[m] = statistics.fmean(values) if values else None
+        means[f"n_{m}"] = len(values)
+    console.print(f"scored {len(candidates)} captions of {len({c.id for c in candidates})} images -> {args.out}")
+    console.print(f"means: {means}")
+    if args.json:
+        report = build_report(
+            "ecac-bench/rank",
+            model=args.candidates.stem,
+            dataset=dataset.describe(),
+            metrics=means,
+            config=config,
+            candidates={"path": str(args.candidates), "sha256": file_sha256(args.candidates)},
+            scores_file=str(args.out),
+            **extra,
+        )
+        write_json_atomic(args.json, report)
+        console.print(f"report written to {args.json}")
+    return 0

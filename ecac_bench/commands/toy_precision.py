@@ -1,0 +1,90 @@
+"""`ecac-bench toy-precision`: toy precision (micro, macro) and average toy count of a predictions file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ecac_bench.commands._common import add_data_args, add_output_args, console, load_data, metrics_table
+from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.data import SAMPLE_PREDICTIONS
+from ecac_bench.judge import LANGS
+from ecac_bench.llm_client import ClientConfigError, FatalAPIError, failure_counts
+from ecac_bench.matching import MatchConfig
+from ecac_bench.predictions import load_predictions
+from ecac_bench.prompts import load_prompt
+from ecac_bench.report import build_report, file_sha256, write_json_atomic
+from ecac_bench.toy_precision import (
+    EXTRACTORS,
+    LexiconExtractor,
+    extract_with_lexicon,
+    extract_with_llm,
+    toy_precision,
+)
+
+METRICS = ("toy_precision", "toy_precision_macro", "avg_toy_count", "n_failed")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "toy-precision", help="toy precision and average toy count (names extracted by an LLM or a lexicon)"
+    )
+    add_data_args(parser)
+    parser.add_argument(
+        "--predictions", type=Path, default=None, help="JSONL of {id, caption(s)} (default: sample system-a)"
+    )
+    parser.add_argument("--allow-missing", action="store_true", help="use only the predicted images")
+    parser.add_argument("--extractor", choices=EXTRACTORS, default="llm", help="how names are extracted (default llm)")
+    parser.add_argument("--lang", choices=LANGS, default="zh", help="extraction prompt language (default zh)")
+    parser.add_argument("--parse-retries", type=int, default=1, help="re-ask when an answer is not a list")
+    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)")
+    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    add_llm_args(parser)
+    add_output_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = load_data(args)
+    predictions_path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
+    predictions = load_predictions(predictions_path, dataset, allow_missing=args.allow_missing)
+    match = MatchConfig(args.match, args.fuzzy_threshold)
+    config: dict[str, object] = {**match.describe(), "extractor": args.extractor}
+    extra: dict[str, object] = {}
+    names: Mapping[str, Sequence[str] | None]
+    failures: dict[str, str] = {}
+    if args.extractor == "lexicon":
+        names = extract_with_lexicon(LexiconExtractor.for_dataset(dataset, match), predictions)
+    else:
+        try:
+            client = client_from_args(args)
+            names, failures = asyncio.run(
+                extract_with_llm(client, predictions, lang=args.lang, parse_retries=args.parse_retries)
+            )
+        except (ClientConfigError, FatalAPIError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
+        prompt = load_prompt("toy_extract", args.lang).tag
+        config.update(lang=args.lang, prompt=prompt, parse_retries=args.parse_retries)
+        extra = llm_report_fields(client)
+    result = toy_precision(dataset, names, match)
+    model = args.model or Path(predictions_path).stem
+    report = build_report(
+        "ecac-bench/toy-precision",
+        model=model,
+        dataset=dataset.describe(),
+        metrics=result.metrics(),
+        coverage={"images": len(dataset), "predicted": len(predictions)},
+        config=config,
+        predictions={"path": str(predictions_path), "sha256": file_sha256(predictions_path)},
+        failures=failure_counts(failures.values()),
+        **extra,
+    )
+    console.print(metrics_table(f"toy precision ({args.extractor} extractor)", [(model, report["metrics"])], METRICS))
+    console.print("leaderboard: toy_precision (micro, pooled over all extracted names)")
+    if args.json:
+        write_json_atomic(args.json, report)
+        console.print(f"report written to {args.json}")
+    return 0 if result.n_images or not predictions else 1

@@ -1,0 +1,53 @@
+"""Prompt templates (jinja2), one folder for the whole project: ``<task>.<lang>.j2``.
+
+Each template starts with a ``{#- version: N -#}`` comment. The version goes into the LLM response-cache key, so
+bump it whenever a change alters what the answers mean (the rendered text is in the key anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+PROMPTS_DIR = Path(__file__).parent
+_VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(PROMPTS_DIR),
+    undefined=jinja2.StrictUndefined,  # a missing variable is an error, not an empty string in a paid prompt
+    autoescape=False,
+    keep_trailing_newline=False,
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: str
+    template: jinja2.Template
+
+    @property
+    def tag(self) -> str:
+        """``name@version``: what reports and cache keys record."""
+        return f"{self.name}@{self.version}"
+
+    def render(self, **variables: Any) -> str:
+        return self.template.render(**variables).strip()
+
+
+@cache
+def load_prompt(task: str, lang: str = "zh") -> PromptTemplate:
+    """The template ``<task>.<lang>.j2``; raises ``ValueError`` if it is missing or has no version line."""
+    name = f"{task}.{lang}"
+    path = PROMPTS_DIR / f"{name}.j2"
+    if not path.is_file():
+        available = sorted(p.name for p in PROMPTS_DIR.glob(f"{task}.*.j2"))
+        raise ValueError(f"no prompt template {path.name}; available: {', '.join(available) or 'none'}")
+    match = _VERSION.search(path.read_text(encoding="utf-8"))
+    if match is None:
+        raise ValueError(f"{path}: first line must be a '{{#- version: N -#}}' comment")
+    return PromptTemplate(name, match.group(1), _ENV.get_template(path.name))

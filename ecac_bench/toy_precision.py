@@ -1,0 +1,193 @@
+"""Toy precision and average toy count (Table VI of the paper): how many of the toys a caption names are really
+in the image.
+
+Two extractors turn captions into the toy names they mention:
+
+* ``llm``: a model reads each caption (``prompts/toy_extract.<lang>.j2``) and answers a JSON list of names;
+  :func:`parse_name_list` reads it robustly; a broken answer is repaired, then recorded as a failure.
+* ``lexicon`` (:class:`LexiconExtractor`): no model. The dataset's toy vocabulary (names + aliases) becomes a jieba
+  user dictionary; a CJK name is extracted when jieba cuts it out of the caption as one token, a Latin name when
+  the core matcher finds it on word boundaries. It can only find names the dataset knows.
+
+:func:`toy_precision` is the pure metric (see docs/judges.md): an extracted name is correct when the core
+:class:`~ecac_bench.matching.ToyMatcher` says it names one of the image's annotated toys, i.e. the same
+normalisation and alias rules as TTS, with the extracted name in the role of the caption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jieba
+
+from ecac_bench.data import EcacDataset
+from ecac_bench.llm_client import LLMClient, answer_blocks, complete_parsed, user_message
+from ecac_bench.matching import MatchConfig, ToyMatcher, needs_word_boundary, normalize_text
+from ecac_bench.prompts import load_prompt
+
+EXTRACTORS = ("llm", "lexicon")
+
+_LIST = re.compile(r"\[(.*)\]", re.S)
+_SEPARATORS = re.compile(r"[,，、;；\n]")
+
+
+def parse_name_list(text: str | None) -> tuple[list[str] | None, str | None]:
+    """Names from an extractor answer: a JSON list, in a code fence or among stray text, with curly quotes, as
+    ``{"toys": [...]}``, or a bracketed list without quotes (``[积木、拼图]``). ``[]`` is a valid empty answer."""
+    if text is None or not text.strip():
+        return None, "empty answer"
+    for block in answer_blocks(text):
+        match = _LIST.search(block)
+        if match is None:
+            continue
+        try:
+            data = json.loads(match.group(0))
+        except ValueError:
+            data = [p.strip().strip("\"'").strip() for p in _SEPARATORS.split(match.group(1))]
+        if isinstance(data, list):
+            names = [_name_of(item) for item in data]
+            return [n for n in names if n], None
+    return None, "no JSON list found"
+
+
+def _name_of(item: Any) -> str:
+    if isinstance(item, dict):
+        item = item.get("name", "")
+    return str(item).strip() if isinstance(item, (str, int, float)) else ""
+
+
+class LexiconExtractor:
+    """Offline extractor over a fixed vocabulary (see the module docstring)."""
+
+    def __init__(self, vocabulary: Iterable[str], match: MatchConfig | None = None) -> None:
+        self.matcher = ToyMatcher(match or MatchConfig())
+        names = sorted({normalize_text(n) for n in vocabulary} - {""})
+        # Latin names, and any name with a space (jieba splits on spaces), go through the core matcher.
+        self._by_matcher = [n for n in names if needs_word_boundary(n) or " " in n]
+        self._by_token = set(names) - set(self._by_matcher)
+        logging.getLogger("jieba").setLevel(logging.WARNING)  # it logs its dictionary loading at INFO
+        self._tokenizer = jieba.Tokenizer()
+        for name in sorted(self._by_token):
+            # No frequency: jieba then suggests one high enough to keep the name as one token.
+            self._tokenizer.add_word(name)
+
+    @classmethod
+    def for_dataset(cls, dataset: EcacDataset, match: MatchConfig | None = None) -> LexiconExtractor:
+        return cls(dataset.toy_vocabulary(), match)
+
+    def extract(self, caption: str) -> list[str]:
+        """Vocabulary names found in one caption, in normalised form, tokens in caption order first."""
+        text = normalize_text(caption)
+        found = [t for t in dict.fromkeys(self._tokenizer.cut(text, HMM=False)) if t in self._by_token]
+        latin = [n for n in self._by_matcher if self.matcher.mention_in_normalized(n, text)]
+        # Longest match wins, as in jieba: "toy car" in the caption yields "toy car", not also "car".
+        found += [n for n in latin if not any(m != n and self.matcher.mention_in_normalized(n, m) for m in latin)]
+        return found
+
+
+def extract_with_lexicon(extractor: LexiconExtractor, predictions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    return {image_id: [n for c in captions for n in extractor.extract(c)] for image_id, captions in predictions.items()}
+
+
+async def extract_with_llm(
+    client: LLMClient, predictions: Mapping[str, Sequence[str]], lang: str = "zh", parse_retries: int = 1
+) -> tuple[dict[str, list[str] | None], dict[str, str]]:
+    """Names per image (the union over its captions) and, for images whose extraction failed, why (value None)."""
+    prompt, repair = load_prompt("toy_extract", lang), load_prompt("toy_extract_repair", lang)
+    pairs = [(image_id, caption) for image_id, captions in predictions.items() for caption in captions]
+    answers = await complete_parsed(
+        client,
+        [[user_message(prompt.render(caption=caption))] for _, caption in pairs],
+        parse_name_list,
+        lambda problem: repair.render(problem=problem),
+        version=f"{prompt.tag}+{repair.tag}",
+        retries=parse_retries,
+        desc="toy extraction",
+    )
+    names: dict[str, list[str] | None] = {image_id: [] for image_id in predictions}
+    errors: dict[str, str] = {}
+    for (image_id, _), answer in zip(pairs, answers, strict=True):
+        if not answer.ok:
+            names[image_id] = None
+            errors[image_id] = answer.error or "failed"
+        elif names[image_id] is not None:
+            names[image_id].extend(answer.value)
+    return names, errors
+
+
+@dataclass(frozen=True)
+class ImagePrecision:
+    id: str
+    extracted: tuple[str, ...]
+    correct: tuple[bool, ...]
+
+    @property
+    def precision(self) -> float | None:
+        return 100.0 * sum(self.correct) / len(self.correct) if self.correct else None
+
+
+@dataclass(frozen=True)
+class ToyPrecisionResult:
+    """``toy_precision`` (micro, the leaderboard number), ``toy_precision_macro`` and ``avg_toy_count``;
+    precisions in 0-100, None when nothing was extracted."""
+
+    toy_precision: float | None
+    toy_precision_macro: float | None
+    avg_toy_count: float | None
+    n_images: int
+    n_images_with_names: int
+    n_extracted: int
+    n_correct: int
+    n_failed: int
+    images: tuple[ImagePrecision, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["images"]
+        return out
+
+
+def _dedupe(names: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(normalize_text(name), name.strip())
+    return tuple(v for k, v in seen.items() if k)
+
+
+def toy_precision(
+    dataset: EcacDataset, extracted: Mapping[str, Sequence[str] | None], match: MatchConfig | None = None
+) -> ToyPrecisionResult:
+    """The metric over the images in ``extracted`` (a value of None = extraction failed: counted in ``n_failed``,
+    left out of everything else). Names are deduplicated per image after normalisation."""
+    matcher = ToyMatcher(match or MatchConfig())
+    unknown = [i for i in extracted if i not in dataset.by_id]
+    if unknown:
+        raise KeyError(f"{len(unknown)} id(s) not in dataset {dataset.path}: {', '.join(unknown[:5])}")
+    images = []
+    for image_id, names in extracted.items():
+        if names is None:
+            continue
+        record = dataset.by_id[image_id]
+        unique = _dedupe(names)
+        correct = tuple(any(matcher.names(toy, [name]) for toy in record.toys) for name in unique)
+        images.append(ImagePrecision(image_id, unique, correct))
+    n_extracted = sum(len(im.extracted) for im in images)
+    n_correct = sum(sum(im.correct) for im in images)
+    per_image = [p for im in images if (p := im.precision) is not None]
+    return ToyPrecisionResult(
+        toy_precision=100.0 * n_correct / n_extracted if n_extracted else None,
+        toy_precision_macro=statistics.fmean(per_image) if per_image else None,
+        avg_toy_count=n_extracted / len(images) if images else None,
+        n_images=len(images),
+        n_images_with_names=len(per_image),
+        n_extracted=n_extracted,
+        n_correct=n_correct,
+        n_failed=sum(names is None for names in extracted.values()),
+        images=tuple(images),
+    )

@@ -1,0 +1,376 @@
+"""Caption utility (CapRL): is a caption good enough for a text-only LLM to answer questions about the image?
+
+Protocol (docs/sibling_metrics.md):
+
+* Questions are multiple choice, per image (JSONL rows ``{"id", "question", "options", "answer"}``; ``answer`` is
+  the letter of the correct option or its exact text).
+* Each question is asked ``rounds`` times (default 4). In every round the options are shuffled with a seeded RNG
+  (seed, image id, question number, round) and an extra last option "cannot be answered from the caption" is
+  appended; the LLM sees only the caption, the question and the lettered options, and must reply with a letter.
+* The first option letter of the answer is parsed (:func:`parse_choice`); an answer without one is wrong.
+* A question's accuracy is the mean over its rounds; an image's is the mean over its questions; the reported
+  ``utility`` is 100 x the mean over images (``utility_micro``: over all question rounds). Rounds whose request
+  failed at the transport level are failures, excluded and counted, never scored.
+
+Question-quality filter (``make-qa``): a generated question is kept when a VLM *with the image* answers it correctly
+in at least ``pass_visual_min`` of the rounds and the LLM *without any caption* in at most ``pass_textual_max``
+(a question answerable blind leaks its answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ecac_bench.data import DataValidationError, EcacDataset, Problem
+from ecac_bench.llm_client import LLMClient, complete_parsed, user_message
+from ecac_bench.prompts import load_prompt
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+CANNOT_ANSWER = {"zh": "根据描述无法回答", "en": "Cannot be answered from the caption"}
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One multiple-choice question about one image; ``answer`` is the index of the correct option."""
+
+    id: str
+    question: str
+    options: tuple[str, ...]
+    answer: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "question": self.question, "options": list(self.options), "answer": LETTERS[self.answer]}
+
+
+def _answer_index(answer: Any, options: Sequence[str]) -> int | None:
+    if isinstance(answer, str):
+        letter = answer.strip().upper()
+        if len(letter) == 1 and letter in LETTERS[: len(options)]:
+            return LETTERS.index(letter)
+        if answer in options:
+            return options.index(answer)
+    return None
+
+
+def qa_item_from_row(row: Any, file: str, line: int, problems: list[Problem]) -> QAItem | None:
+    """Validate one questions-file row, recording problems with file, line and field."""
+    if not isinstance(row, dict):
+        problems.append(Problem(file, line, "<record>", "must be a JSON object"))
+        return None
+    rec_id, question, options = row.get("id"), row.get("question"), row.get("options")
+    n_before = len(problems)
+    if not isinstance(rec_id, str) or not rec_id:
+        problems.append(Problem(file, line, "id", "missing, empty or not a string"))
+    if not isinstance(question, str) or not question.strip():
+        problems.append(Problem(file, line, "question", "missing or empty"))
+    if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) and o for o in options):
+        problems.append(Problem(file, line, "options", "must be a list of at least 2 non-empty strings"))
+    elif len(options) >= len(LETTERS):
+        problems.append(Problem(file, line, "options", f"at most {len(LETTERS) - 1} options"))
+    elif len(set(options)) != len(options):
+        problems.append(Problem(file, line, "options", "options must be distinct"))
+    elif _answer_index(row.get("answer"), options) is None:
+        problems.append(Problem(file, line, "answer", "must be the letter or the exact text of one of the options"))
+    if len(problems) != n_before:
+        return None
+    return QAItem(rec_id, question, tuple(options), _answer_index(row["answer"], options))  # type: ignore[arg-type]
+
+
+def load_questions(path: str | Path, dataset: EcacDataset | None = None) -> list[QAItem]:
+    """Read a questions JSONL; with ``dataset``, every id must be one of its images."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: questions file not found")
+    problems: list[Problem] = []
+    items: list[QAItem] = []
+    with path.open("rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                problems.append(Problem(str(path), line, "<json>", f"invalid JSON: {exc}"))
+                continue
+            item = qa_item_from_row(row, str(path), line, problems)
+            if item is not None:
+                if dataset is not None and item.id not in dataset.by_id:
+                    problems.append(Problem(str(path), line, "id", f"{item.id!r} is not in dataset {dataset.path}"))
+                else:
+                    items.append(item)
+    if problems:
+        raise DataValidationError(problems)
+    return items
+
+
+@dataclass(frozen=True)
+class ShuffledQuestion:
+    """One round of one question: options in shown order (the extra "cannot answer" option last)."""
+
+    item: QAItem
+    question_index: int
+    round: int
+    options: tuple[str, ...]
+    correct: int  # index in ``options``
+
+    @property
+    def letters(self) -> str:
+        return LETTERS[: len(self.options)]
+
+
+def shuffle_rounds(
+    items: Sequence[QAItem], rounds: int = 4, seed: int = 0, lang: str = "zh", add_cannot_answer: bool = True
+) -> list[ShuffledQuestion]:
+    """All rounds of all questions, each with its own seeded shuffle (stable across runs and machines)."""
+    out = []
+    for qi, item in enumerate(items):
+        for r in range(rounds):
+            digest = hashlib.sha256(f"{seed}|{item.id}|{qi}|{r}".encode()).digest()
+            order = list(range(len(item.options)))
+            random.Random(digest).shuffle(order)
+            options = [item.options[i] for i in order]
+            if add_cannot_answer:
+                options.append(CANNOT_ANSWER[lang])
+            out.append(ShuffledQuestion(item, qi, r, tuple(options), order.index(item.answer)))
+    return out
+
+
+_LEADING = re.compile(r"^\W*(?:answer|option|答案|选项|选)?\s*[:：是为]?\s*\(?\s*([A-Z])\b", re.I)
+_ANYWHERE = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+
+
+def parse_choice(text: str | None, n_options: int) -> int | None:
+    """Index of the first option letter of an answer (``B``, ``(B)``, ``B. red``, ``Answer: B``, ``答案：B``), or None.
+
+    Letters must be within the shown options; a lone article like "A red ball" is read as option A only when A is
+    the first standalone capital letter, which is the CapRL convention (the prompt asks for the letter alone).
+    """
+    if not text:
+        return None
+    valid = LETTERS[:n_options]
+    stripped = text.strip()
+    match = _LEADING.match(stripped)
+    if match and match.group(1).upper() in valid:
+        return valid.index(match.group(1).upper())
+    for candidate in _ANYWHERE.findall(stripped):
+        if candidate in valid:
+            return valid.index(candidate)
+    return None
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    id: str
+    question_index: int
+    round: int
+    chosen: int | None
+    correct: int
+    error: str | None  # transport failure: the round is excluded
+
+    @property
+    def is_correct(self) -> bool:
+        return self.error is None and self.chosen == self.correct
+
+
+@dataclass(frozen=True)
+class UtilityResult:
+    """``utility``: 100 x mean over images of the mean over questions of the per-round accuracy."""
+
+    utility: float | None
+    utility_micro: float | None
+    per_image: dict[str, float]
+    n_images: int
+    n_questions: int
+    n_rounds: int
+    n_failed: int
+    n_unparsed: int
+
+    def metrics(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("per_image")
+        return out
+
+
+def aggregate_utility(outcomes: Sequence[RoundOutcome]) -> UtilityResult:
+    """Pure aggregation of round outcomes (failed rounds excluded; an unparsed answer is wrong)."""
+    scored = [o for o in outcomes if o.error is None]
+    by_question: dict[tuple[str, int], list[bool]] = {}
+    for o in scored:
+        by_question.setdefault((o.id, o.question_index), []).append(o.is_correct)
+    by_image: dict[str, list[float]] = {}
+    for (image_id, _), hits in by_question.items():
+        by_image.setdefault(image_id, []).append(sum(hits) / len(hits))
+    per_image = {k: 100.0 * sum(v) / len(v) for k, v in by_image.items()}
+    return UtilityResult(
+        utility=sum(per_image.values()) / len(per_image) if per_image else None,
+        utility_micro=100.0 * sum(o.is_correct for o in scored) / len(scored) if scored else None,
+        per_image=per_image,
+        n_images=len(per_image),
+        n_questions=len(by_question),
+        n_rounds=len(scored),
+        n_failed=len(outcomes) - len(scored),
+        n_unparsed=sum(o.chosen is None for o in scored),
+    )
+
+
+def _question_text(q: ShuffledQuestion) -> str:
+    return q.item.question + "\n" + "\n".join(f"{letter}. {opt}" for letter, opt in zip(q.letters, q.options))
+
+
+async def answer_rounds(
+    client: LLMClient,
+    rounds: Sequence[ShuffledQuestion],
+    *,
+    context: Mapping[str, str] | None,
+    images: Mapping[str, Path] | None = None,
+    lang: str = "zh",
+    desc: str = "utility",
+) -> list[RoundOutcome]:
+    """Ask every round. ``context``: id -> caption (None: no caption, for the leak filter); ``images``: id -> image
+    path to show the image instead (the visual filter)."""
+    prompt = load_prompt("utility_answer", lang)
+    conversations = []
+    for q in rounds:
+        caption = None if context is None else context.get(q.item.id, "")
+        text = prompt.render(caption=caption, question=_question_text(q), letters=q.letters, with_image=bool(images))
+        conversations.append([user_message(text, [images[q.item.id]] if images else [])])
+    answers = await complete_parsed(
+        client,
+        conversations,
+        lambda text: (text, None),  # any text is an answer; a missing letter is a wrong answer, not a failure
+        lambda problem: problem,
+        version=prompt.tag,
+        retries=0,
+        desc=desc,
+    )
+    return [
+        RoundOutcome(
+            q.item.id,
+            q.question_index,
+            q.round,
+            parse_choice(a.answer, len(q.options)) if a.ok else None,
+            q.correct,
+            a.error,
+        )
+        for q, a in zip(rounds, answers, strict=True)
+    ]
+
+
+async def caption_utility(
+    client: LLMClient,
+    items: Sequence[QAItem],
+    captions: Mapping[str, Sequence[str]],
+    *,
+    rounds: int = 4,
+    seed: int = 0,
+    lang: str = "zh",
+) -> UtilityResult:
+    """The CapRL utility of one caption per image (the first, when a prediction row has several)."""
+    context = {image_id: caps[0] if caps else "" for image_id, caps in captions.items()}
+    shuffled = shuffle_rounds(items, rounds, seed, lang)
+    return aggregate_utility(await answer_rounds(client, shuffled, context=context, lang=lang))
+
+
+@dataclass(frozen=True)
+class FilterDecision:
+    item: QAItem
+    visual_accuracy: float | None
+    blind_accuracy: float | None
+    kept: bool
+
+
+def _accuracy_by_question(outcomes: Sequence[RoundOutcome]) -> dict[int, float | None]:
+    by_q: dict[int, list[bool]] = {}
+    for o in outcomes:
+        if o.error is None:
+            by_q.setdefault(o.question_index, []).append(o.is_correct)
+    return {q: sum(v) / len(v) if v else None for q, v in by_q.items()}
+
+
+async def filter_questions(
+    client: LLMClient,
+    vlm: LLMClient,
+    items: Sequence[QAItem],
+    images: Mapping[str, Path],
+    *,
+    rounds: int = 4,
+    seed: int = 0,
+    lang: str = "zh",
+    pass_visual_min: float = 0.75,
+    pass_textual_max: float = 0.25,
+) -> list[FilterDecision]:
+    """Keep questions the VLM answers with the image and the LLM cannot answer blind (thresholds on accuracy)."""
+    shuffled = shuffle_rounds(items, rounds, seed, lang)
+    visual = _accuracy_by_question(
+        await answer_rounds(vlm, shuffled, context={}, images=images, lang=lang, desc="qa filter (image)")
+    )
+    blind = _accuracy_by_question(
+        await answer_rounds(client, shuffled, context=None, lang=lang, desc="qa filter (blind)")
+    )
+    decisions = []
+    for qi, item in enumerate(items):
+        v, b = visual.get(qi), blind.get(qi)
+        kept = v is not None and b is not None and v >= pass_visual_min and b <= pass_textual_max
+        decisions.append(FilterDecision(item, v, b, kept))
+    return decisions
+
+
+def parse_generated_questions(text: str, image_id: str) -> tuple[list[QAItem] | None, str | None]:
+    """Questions from a VLM's ``make-qa`` answer: a JSON list of {question, options, answer}, fenced or not."""
+    start, end = text.find("["), text.rfind("]")
+    if start == -1 or end <= start:
+        return None, "no JSON list found"
+    try:
+        data = orjson.loads(text[start : end + 1])
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc}"
+    if not isinstance(data, list):
+        return None, "not a list"
+    problems: list[Problem] = []
+    items = [
+        item
+        for i, row in enumerate(data)
+        if (
+            item := qa_item_from_row(
+                {**row, "id": image_id} if isinstance(row, dict) else row, "answer", i + 1, problems
+            )
+        )
+        is not None
+    ]
+    if not items:
+        return None, "; ".join(str(p) for p in problems[:3]) or "empty list"
+    return items, None
+
+
+async def generate_questions(
+    vlm: LLMClient, dataset: EcacDataset, *, per_image: int = 5, lang: str = "zh", retries: int = 2
+) -> tuple[list[QAItem], dict[str, str]]:
+    """Ask the VLM for ``per_image`` questions per image; returns the questions and, per failed image, why."""
+    prompt = load_prompt("qa_generate", lang)
+    repair = load_prompt("qa_generate_repair", lang)
+    records = list(dataset)
+    answers = await complete_parsed(
+        vlm,
+        [[user_message(prompt.render(n=per_image, area=r.area), [r.image])] for r in records],
+        lambda text: parse_generated_questions(text, "?"),  # ids are set per image below
+        lambda problem: repair.render(problem=problem, n=per_image),
+        version=f"{prompt.tag}+{repair.tag}",
+        retries=retries,
+        desc="make-qa",
+    )
+    items: list[QAItem] = []
+    failed: dict[str, str] = {}
+    for record, answer in zip(records, answers, strict=True):
+        if answer.ok:
+            items.extend(replace(item, id=record.id) for item in answer.value[:per_image])
+        else:
+            failed[record.id] = answer.error or "no questions"
+    return items, failed
