@@ -114,17 +114,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data, preds = generate(Path(tmp), args.images)
         size_mb = (data.stat().st_size + preds.stat().st_size) / 1e6
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         dataset = load_dataset(data)
         t1 = time.perf_counter()
         predictions = load_predictions(preds, dataset)
         t2 = time.perf_counter()
         result = score_captions(dataset, predictions)
         t3 = time.perf_counter()
-        fast = t3 - t0
-        t4 = time.perf_counter()
+        fast, fast_cpu = t3 - t0, time.process_time() - c0
+        c4, t4 = time.process_time(), time.perf_counter()
         ref = reference_score(data, preds, args.reference_images)
-        ref_time = (time.perf_counter() - t4) * args.images / args.reference_images
+        scale = args.images / args.reference_images
+        ref_time, ref_cpu = (time.perf_counter() - t4) * scale, (time.process_time() - c4) * scale
         sub = load_dataset(data)
         sub.records = sub.records[: args.reference_images]
         check = score_captions(sub, {k: predictions[k] for k in (r.id for r in sub.records)}).metrics
@@ -132,14 +133,14 @@ def main() -> None:
     print(f"images: {args.images:,} ({size_mb:.0f} MB of JSONL); tts={result.metrics['tts']:.3f}")
     print(
         f"ecac-bench: load data {t1 - t0:.2f} s + load predictions {t2 - t1:.2f} s + score {t3 - t2:.2f} s "
-        f"= {fast:.2f} s  ({args.images / fast:,.0f} images/s)"
+        f"= {fast:.2f} s wall, {fast_cpu:.2f} s CPU  ({args.images / fast:,.0f} images/s)"
     )
     print(
         f"reference (straightforward, measured on {args.reference_images:,} images, extrapolated): "
-        f"{ref_time:.2f} s  ({args.images / ref_time:,.0f} images/s)"
+        f"{ref_time:.2f} s wall, {ref_cpu:.2f} s CPU  ({args.images / ref_time:,.0f} images/s)"
     )
     print(
-        f"speed-up: {ref_time / fast:.1f}x   goal: < 3 s and >= 10x -> "
+        f"speed-up: {ref_time / fast:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU   goal: < 3 s and >= 10x -> "
         f"{'MET' if fast < 3 and ref_time / fast >= 10 else 'NOT MET'}"
     )
 
