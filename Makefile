@@ -18,6 +18,8 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
+	# PyPI's torchvision is a CUDA build that fails to import beside CPU torch; guard its two fake-op registrations.
+	$(BIN)/python -m ecac_bench.testing.fix_torchvision
 	touch $(VENV)/.core $@
 
 setup: $(VENV)/.core

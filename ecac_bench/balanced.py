@@ -88,8 +88,8 @@ class BalancedResult:
 
     def metrics(self) -> dict[str, Any]:
         return {
-            "precision": self.precision,
-            "recall": self.recall,
+            "balanced_precision": self.precision,
+            "balanced_recall": self.recall,
             "linguistic": self.linguistic,
             "b_capscore": self.b_capscore,
             "n": self.n,
@@ -226,7 +226,10 @@ async def balanced_scores(
     lang: str = "zh",
     retries: int = 2,
 ) -> list[BalancedImage]:
-    """Score (id, caption, reference caption, image) items: decompose, verify, match, rate."""
+    """Score (id, caption, reference caption, image) items, in order: decompose, verify, match, rate.
+
+    Items are independent: several captions of one image (a GRPO group) are several items.
+    """
     decompose = load_prompt("balanced_decompose", lang)
     texts = sorted({t for _, caption, reference, _ in items for t in (caption, reference)})
     decomposed = await _ask(
@@ -238,19 +241,19 @@ async def balanced_scores(
         retries,
     )
     assertions = dict(zip(texts, decomposed, strict=True))
+    ready = [k for k, (_, caption, ref, _) in enumerate(items) if assertions[caption].ok and assertions[ref].ok]
+    claims = {k: assertions[items[k][1]].value for k in ready}
+    refs = {k: assertions[items[k][2]].value for k in ready}
 
     verify, cover, rate = (load_prompt(t, lang) for t in ("balanced_verify", "balanced_recall", "balanced_linguistic"))
-    ready = [it for it in items if assertions[it[1]].ok and assertions[it[2]].ok]
-    claims = {it[0]: assertions[it[1]].value for it in ready}
-    refs = {it[0]: assertions[it[2]].value for it in ready}
-    with_claims = [it for it in ready if claims[it[0]]]
     verified = await _ask_each(
         vlm,
         "balanced_verify",
         lang,
         [
-            (it[0], [user_message(verify.render(assertions=_numbered(claims[it[0]])), [it[3]])], len(claims[it[0]]))
-            for it in with_claims
+            (k, [user_message(verify.render(assertions=_numbered(claims[k])), [items[k][3]])], len(claims[k]))
+            for k in ready
+            if claims[k]
         ],
         parse_verdicts,
         retries,
@@ -260,9 +263,9 @@ async def balanced_scores(
         "balanced_recall",
         lang,
         [
-            (it[0], [user_message(cover.render(caption=it[1], assertions=_numbered(refs[it[0]])))], len(refs[it[0]]))
-            for it in ready
-            if refs[it[0]]
+            (k, [user_message(cover.render(caption=items[k][1], assertions=_numbered(refs[k])))], len(refs[k]))
+            for k in ready
+            if refs[k]
         ],
         parse_coverage,
         retries,
@@ -271,26 +274,20 @@ async def balanced_scores(
         llm,
         "balanced_linguistic",
         lang,
-        [[user_message(rate.render(caption=it[1]))] for it in ready],
+        [[user_message(rate.render(caption=items[k][1]))] for k in ready],
         parse_linguistic,
         retries,
     )
-    rated_by_id = {it[0]: answer for it, answer in zip(ready, rated, strict=True)}
+    rated_by_item = dict(zip(ready, rated, strict=True))
 
     out = []
-    for image_id, caption, reference, _ in items:
-        failures = [
-            f"{what}: {a.error}"
-            for what, a in (("decompose caption", assertions[caption]), ("decompose reference", assertions[reference]))
-            if not a.ok
-        ]
-        if failures:
-            out.append(BalancedImage(image_id, None, None, None, error="; ".join(failures)))
-            continue
+    for k, (image_id, caption, reference, _) in enumerate(items):
         answers = {
-            "verify": verified.get(image_id),
-            "recall": covered.get(image_id),
-            "linguistic": rated_by_id[image_id],
+            "decompose caption": assertions[caption],
+            "decompose reference": assertions[reference],
+            "verify": verified.get(k),
+            "recall": covered.get(k),
+            "linguistic": rated_by_item.get(k),
         }
         failures = [f"{what}: {a.error}" for what, a in answers.items() if a is not None and not a.ok]
         if failures:
@@ -306,17 +303,17 @@ async def _ask_each(
     client: LLMClient,
     task: str,
     lang: str,
-    jobs: Sequence[tuple[str, list[dict[str, Any]], int]],
+    jobs: Sequence[tuple[int, list[dict[str, Any]], int]],
     parse: Any,
     retries: int,
-) -> dict[str, Any]:
-    """Like ``_ask`` but each job's parser knows its expected length; answers by image id."""
+) -> dict[int, Any]:
+    """Like ``_ask`` for (item, conversation, expected answer length) jobs; answers by item position."""
     # A parser sees only the answer text, so jobs are asked in groups that expect the same number of items.
-    out: dict[str, Any] = {}
+    out: dict[int, Any] = {}
     for n in sorted({size for _, _, size in jobs}):
-        group = [(image_id, conv) for image_id, conv, size in jobs if size == n]
+        group = [(k, conv) for k, conv, size in jobs if size == n]
         answers = await _ask(client, task, lang, [c for _, c in group], lambda text, n=n: parse(text, n), retries)
-        out.update({image_id: a for (image_id, _), a in zip(group, answers, strict=True)})
+        out.update({k: a for (k, _), a in zip(group, answers, strict=True)})
     return out
 
 

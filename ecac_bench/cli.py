@@ -25,9 +25,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecac-bench", description="ECAC benchmark: score kindergarten captions."
-    )
+    parser = argparse.ArgumentParser(prog="ecac-bench", description="ECAC benchmark: score kindergarten captions.")
     parser.add_argument("--version", action="version", version=f"ecac-bench {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

@@ -1,17 +1,28 @@
 """Loading model captions (predictions) for a dataset.
 
-JSONL, one row per image: ``{"id": ..., "caption": "..."}`` or ``{"id": ..., "captions": ["...", "..."]}``.
+Two JSONL formats, detected from the first row:
+
+* ``captions``: one row per image, ``{"id": ..., "caption": "..."}`` or ``{"id": ..., "captions": ["...", "..."]}``;
+* ``lmms-eval``: the samples file that ``lmms-eval --log_samples`` writes for an ECAC task
+  (``ecac_bench.lmms_samples``).
+
 Every id must be in the dataset; every dataset id must be predicted unless ``allow_missing``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from ecac_bench.data import MAX_PROBLEMS, DataValidationError, EcacDataset, Problem, no_gc
+from ecac_bench.lmms_samples import looks_like_lmms_eval_samples, sample_entry
+
+PredictionsFormat = Literal["auto", "captions", "lmms-eval"]
+# (row, file, line, problems) -> (image id, captions), or None after recording the row's problems
+RowReader = Callable[[Any, str, int, list[Problem]], "tuple[str, list[str]] | None"]
 
 _SHOW_IDS = 5
 
@@ -36,61 +47,76 @@ def _captions_of(row: dict[str, Any], file: str, line: int, problems: list[Probl
     return None
 
 
-def _read_rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
-    rows = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rows.append((lineno, orjson.loads(raw)))
-            except orjson.JSONDecodeError as exc:
-                problems.append(Problem(str(path), lineno, "<json>", f"invalid JSON: {exc}"))
-    return rows
+def caption_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tuple[str, list[str]] | None:
+    """(image id, captions) of one ``{id, caption(s)}`` row."""
+    if not isinstance(row, dict):
+        problems.append(Problem(file, line, "<record>", f"must be a JSON object, got {type(row).__name__}"))
+        return None
+    rec_id = row.get("id")
+    if not isinstance(rec_id, str) or not rec_id:
+        problems.append(Problem(file, line, "id", "missing, empty or not a string"))
+        return None
+    captions = _captions_of(row, file, line, problems)
+    return None if captions is None else (rec_id, captions)
 
 
-def load_predictions(path: str | Path, dataset: EcacDataset, allow_missing: bool = False) -> dict[str, list[str]]:
+def load_predictions(
+    path: str | Path, dataset: EcacDataset, allow_missing: bool = False, format: PredictionsFormat = "auto"
+) -> dict[str, list[str]]:
     """Read a predictions file into ``{id: [caption, ...]}``, checked against ``dataset``.
 
     Raises :class:`DataValidationError` naming file, line and field for malformed rows, unknown or duplicate ids,
     and (unless ``allow_missing``) dataset ids without a prediction.
     """
-    with no_gc():
-        return _load_predictions(Path(path), dataset, allow_missing)
-
-
-def _load_predictions(path: Path, dataset: EcacDataset, allow_missing: bool) -> dict[str, list[str]]:
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: predictions file not found")
+    if format == "auto":
+        format = "lmms-eval" if looks_like_lmms_eval_samples(path) else "captions"
+    if format == "lmms-eval":
+        # A run with --limit covers only part of the data: say so where the ids are missing.
+        hint = "an lmms-eval run with --limit covers part of the data: pass --allow-missing, or score the same records"
+        reader: RowReader = sample_entry
+    else:
+        hint = "pass --allow-missing to score them as empty captions"
+        reader = caption_entry
+    with no_gc():
+        return _load(path, dataset, allow_missing, reader, hint)
+
+
+def _load(
+    path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowReader, missing_hint: str
+) -> dict[str, list[str]]:
     file = str(path)
     problems: list[Problem] = []
     known = dataset.by_id
     predictions: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
     unknown: list[tuple[int, str]] = []
-    for lineno, row in _read_rows(path, problems):
-        if len(problems) >= MAX_PROBLEMS:
-            break
-        if not isinstance(row, dict):
-            problems.append(Problem(file, lineno, "<record>", f"must be a JSON object, got {type(row).__name__}"))
-            continue
-        rec_id = row.get("id")
-        if not isinstance(rec_id, str) or not rec_id:
-            problems.append(Problem(file, lineno, "id", "missing, empty or not a string"))
-            continue
-        captions = _captions_of(row, file, lineno, problems)
-        if captions is None:
-            continue
-        if rec_id in first_line:
-            problems.append(
-                Problem(file, lineno, "id", f"duplicate id {rec_id!r} (first at line {first_line[rec_id]})")
-            )
-            continue
-        if rec_id not in known:
-            unknown.append((lineno, rec_id))
-            continue
-        first_line[rec_id] = lineno
-        predictions[rec_id] = captions
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            if not raw.strip():
+                continue
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                problems.append(Problem(file, lineno, "<json>", f"invalid JSON: {exc}"))
+                continue
+            entry = reader(row, file, lineno, problems)
+            if entry is None:
+                continue
+            rec_id, captions = entry
+            if rec_id in first_line:
+                problems.append(
+                    Problem(file, lineno, "id", f"duplicate id {rec_id!r} (first at line {first_line[rec_id]})")
+                )
+            elif rec_id not in known:
+                unknown.append((lineno, rec_id))
+            else:
+                first_line[rec_id] = lineno
+                predictions[rec_id] = captions
     if unknown:
         shown = ", ".join(f"{i!r} (line {n})" for n, i in unknown[:_SHOW_IDS])
         problems.append(Problem(file, None, "id", f"{len(unknown)} id(s) not in dataset {dataset.path}: {shown}"))
@@ -102,8 +128,7 @@ def _load_predictions(path: Path, dataset: EcacDataset, allow_missing: bool) -> 
                 file,
                 None,
                 "id",
-                f"{len(missing)} of {len(dataset)} dataset id(s) have no prediction (first: {shown}); "
-                "pass --allow-missing to score them as empty captions",
+                f"{len(missing)} of {len(dataset)} dataset id(s) have no prediction (first: {shown}); {missing_hint}",
             )
         )
     if problems:

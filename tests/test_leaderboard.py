@@ -149,6 +149,32 @@ def test_score_judge_precision_reports_merge_into_one_measured_row(tmp_path):
     assert board.dataset.sha256 == SHA_A and board.dataset.size == 40 and board.dataset.split == "test"
 
 
+def test_sibling_metrics_are_optional_columns(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.score.json", score_report("A", 61.0))
+    write(runs / "b.score.json", score_report("B", 55.0))
+    build(tmp_path, runs)
+    assert "Sibling caption metrics" not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    utility = build_report("ecac-bench/utility", model="A", dataset=SAMPLE_DS, metrics={"utility": 71.5})
+    balanced = build_report(
+        "ecac-bench/balanced",
+        model="B",
+        dataset=SAMPLE_DS,
+        metrics={"balanced_precision": 80.0, "balanced_recall": 40.0, "linguistic": 90.0, "b_capscore": 61.02},
+    )
+    write(runs / "a.utility.json", utility)
+    write(runs / "b.balanced.json", balanced)
+    (board,) = build(tmp_path, runs).boards
+    by_name = {row.display_name: row for row in board.rows}
+    assert by_name["A"].metrics["utility"] == 71.5 and "b_capscore" not in by_name["A"].metrics
+    assert by_name["B"].metrics["b_capscore"] == 61.02 and by_name["B"].metrics["balanced_recall"] == 40.0
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "Sibling caption metrics" in page and "Utility (CapRL)" in page and "b-CapScore" in page
+    assert "71.50" in page and "61.02" in page
+    header = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "utility" in header and "b_capscore" in header
+
+
 def test_judge_endpoint_is_not_published(tmp_path):
     runs = tmp_path / "runs"
     write(runs / "j.json", judge_report("M", 70.0))

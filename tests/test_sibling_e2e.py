@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from fake_judge import fake_model
 from judge_server import JudgeServer
 
 from ecac_bench import SAMPLE_DATA, load_dataset
@@ -16,57 +17,6 @@ KEY = "sk-sibling-test-key-never-written"
 DATASET = load_dataset(SAMPLE_DATA, split="test")
 RECORDS = DATASET.records[:3]
 ENGLISH = next(r for r in DATASET if r.caption.isascii() and r.toys)
-
-
-def _text(messages):
-    parts = []
-    for m in messages:
-        content = m["content"]
-        parts.append(content if isinstance(content, str) else " ".join(p.get("text", "") for p in content))
-    return "\n".join(parts)
-
-
-def _has_image(messages):
-    return any(isinstance(m["content"], list) and any(p["type"] == "image_url" for p in m["content"]) for m in messages)
-
-
-def _options(prompt):
-    return dict(re.findall(r"^([A-Z])\. (.+)$", prompt, re.M))
-
-
-def fake_model(messages):
-    """A model that answers each of the project's prompts in a rule-based way the tests can predict."""
-    prompt = _text(messages)
-    if "Reply with the letter" in prompt:  # utility_answer (en)
-        options = _options(prompt)
-        if _has_image(messages):  # the VLM sees the image: it knows the truth (first toy name of the record)
-            truth = next(o for o in options.values() if o.startswith("TRUE:"))
-            return next(k for k, v in options.items() if v == truth)
-        caption = prompt.split("Description:", 1)[1].split("Question:", 1)[0] if "Description:" in prompt else ""
-        for letter, option in options.items():  # an option named in the caption wins
-            if option.removeprefix("TRUE:") in caption:
-                return f"Answer: {letter}"
-        return "A" if "Description:" not in prompt else "I cannot tell."
-    if "atomic assertions" in prompt:
-        text = prompt.split("Description:", 1)[1]
-        return json.dumps([s.strip() + "." for s in re.split(r"[.。;；]", text) if s.strip()], ensure_ascii=False)
-    if "pointable" in prompt:
-        claims = re.findall(r"^\d+\. (.+)$", prompt, re.M)
-        return json.dumps([{"verified": "happy" not in c, "pointable": "look" not in c} for c in claims])
-    if "Reference assertions" in prompt:
-        caption = prompt.split("Caption:", 1)[1].split("Reference assertions:", 1)[0]
-        claims = re.findall(r"^\d+\. (.+)$", prompt.split("Reference assertions:", 1)[1], re.M)
-        return json.dumps([c.rstrip(".").split()[-1] in caption for c in claims])
-    if '"clarity"' in prompt:
-        return '{"clarity": 5, "fluency": "4", "coherence": 3}'
-    if "quiz" in prompt:
-        return json.dumps(
-            [
-                {"question": "Which toy?", "options": ["TRUE:drum", "bell", "kite", "doll"], "answer": "A"},
-                {"question": "Leaky?", "options": ["TRUE:leak", "b", "c", "d"], "answer": "A"},
-            ]
-        )
-    return None
 
 
 @pytest.fixture
@@ -155,8 +105,8 @@ def test_balanced_end_to_end(env, tmp_path):
     recall = sum(s.strip().split()[-1] in caption for s in reference) / len(reference)
     assert 0 < recall < 1  # the fixture is informative: some reference assertions covered, some not
     linguistic = (1 + 0.75 + 0.5) / 3
-    assert m["precision"] == pytest.approx(100 * 2 / 3)
-    assert m["recall"] == pytest.approx(100 * recall)
+    assert m["balanced_precision"] == pytest.approx(100 * 2 / 3)
+    assert m["balanced_recall"] == pytest.approx(100 * recall)
     assert m["linguistic"] == pytest.approx(100 * linguistic)
     assert m["b_capscore"] == pytest.approx(100 * harmonic_mean([2 / 3, recall, linguistic]))
     assert (m["n"], m["n_failed"]) == (1, 0)

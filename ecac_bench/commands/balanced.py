@@ -16,7 +16,7 @@ from ecac_bench.llm_client import ClientConfigError, FatalAPIError
 from ecac_bench.predictions import load_predictions
 from ecac_bench.report import build_report, file_sha256, write_json_atomic
 
-METRICS = ("precision", "recall", "linguistic", "b_capscore", "n", "n_failed")
+METRICS = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore", "n", "n_failed")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -22,18 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="JSONL of {id, caption} or {id, captions} (default: the sample's system-a predictions)",
     )
-    parser.add_argument(
-        "--allow-missing", action="store_true", help="score unpredicted images as empty captions"
-    )
-    parser.add_argument(
-        "--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)"
-    )
-    parser.add_argument(
-        "--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold"
-    )
-    parser.add_argument(
-        "--by", action="append", choices=("category", "area"), default=[], help="add a breakdown"
-    )
+    parser.add_argument("--allow-missing", action="store_true", help="score unpredicted images as empty captions")
+    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)")
+    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    parser.add_argument("--by", action="append", choices=("category", "area"), default=[], help="add a breakdown")
     parser.add_argument("--ci", action="store_true", help="bootstrap 95%% confidence intervals")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -73,9 +65,7 @@ def _print(report: dict, model: str) -> None:
     covered = coverage["metric_images"]
     rows = [(model, metrics), ("images", covered)]
     if "ci" in report:
-        rows.insert(
-            1, ("95% CI", {k: f"{v[0]:.2f}–{v[1]:.2f}" if v else None for k, v in report["ci"].items()})
-        )
+        rows.insert(1, ("95% CI", {k: f"{v[0]:.2f}–{v[1]:.2f}" if v else None for k, v in report["ci"].items()}))
     ds = report["dataset"]
     console.print(
         f"[bold]{ds['name']}[/bold] ({ds['size']} images{', split ' + ds['split'] if ds['split'] else ''}); "

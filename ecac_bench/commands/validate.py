@@ -11,16 +11,10 @@ from ecac_bench.predictions import load_predictions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "validate", help="validate an ECAC data file (all problems, with file:line:field)"
-    )
+    parser = subparsers.add_parser("validate", help="validate an ECAC data file (all problems, with file:line:field)")
     parser.add_argument("--data", type=Path, default=None, help="data file (default: the bundled sample)")
-    parser.add_argument(
-        "--predictions", type=Path, default=None, help="also check a predictions file against it"
-    )
-    parser.add_argument(
-        "--allow-missing", action="store_true", help="with --predictions: missing ids are fine"
-    )
+    parser.add_argument("--predictions", type=Path, default=None, help="also check a predictions file against it")
+    parser.add_argument("--allow-missing", action="store_true", help="with --predictions: missing ids are fine")
     parser.add_argument("--no-check-images", action="store_true", help="do not check that image files exist")
     parser.set_defaults(func=run)
 

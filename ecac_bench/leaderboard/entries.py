@@ -11,8 +11,11 @@ Source = Literal["reported", "measured"]
 
 JUDGE_KEYS: tuple[str, ...] = ("judge_score", "judge_score_std")
 PRECISION_KEYS: tuple[str, ...] = ("toy_precision", "toy_precision_macro", "avg_toy_count")
+# The sibling methods' scores (docs/sibling_metrics.md): optional columns, shown where a board has them.
+UTILITY_KEYS: tuple[str, ...] = ("utility",)
+BALANCED_KEYS: tuple[str, ...] = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore")
 # Every metric the leaderboard knows, in display order; all but reward, avg_toy_count and judge_score_std are 0-100.
-LEADERBOARD_KEYS: tuple[str, ...] = (*METRIC_KEYS, *JUDGE_KEYS, *PRECISION_KEYS)
+LEADERBOARD_KEYS: tuple[str, ...] = (*METRIC_KEYS, *JUDGE_KEYS, *PRECISION_KEYS, *UTILITY_KEYS, *BALANCED_KEYS)
 UNBOUNDED_KEYS: frozenset[str] = frozenset({"reward", "avg_toy_count", "judge_score_std"})
 
 LABELS: dict[str, str] = {
@@ -32,6 +35,11 @@ LABELS: dict[str, str] = {
     "toy_precision": "Toy precision",
     "toy_precision_macro": "Toy precision (macro)",
     "avg_toy_count": "Avg toy count",
+    "utility": "Utility (CapRL)",
+    "balanced_precision": "Precision (BalCapRL)",
+    "balanced_recall": "Recall (BalCapRL)",
+    "linguistic": "Linguistic",
+    "b_capscore": "b-CapScore",
 }
 
 

@@ -24,10 +24,12 @@ import yaml
 
 from ecac_bench import METRIC_KEYS
 from ecac_bench.leaderboard.entries import (
+    BALANCED_KEYS,
     JUDGE_KEYS,
     LEADERBOARD_KEYS,
     PRECISION_KEYS,
     UNBOUNDED_KEYS,
+    UTILITY_KEYS,
     DatasetId,
     Entry,
     Provenance,
@@ -38,6 +40,8 @@ REPORT_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "ecac-bench/score": (METRIC_KEYS, "tts"),
     "ecac-bench/judge": (JUDGE_KEYS, "judge_score"),
     "ecac-bench/toy-precision": (PRECISION_KEYS, "toy_precision"),
+    "ecac-bench/utility": (UTILITY_KEYS, "utility"),
+    "ecac-bench/balanced": (BALANCED_KEYS, "b_capscore"),
 }
 LMMS_TASK_PREFIX = "ecac_"
 BASELINE_SUFFIXES = (".yaml", ".yml", ".json")

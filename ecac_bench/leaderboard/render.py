@@ -13,7 +13,7 @@ import jinja2
 
 from ecac_bench.data import SAMPLE_NAME
 from ecac_bench.leaderboard.charts import bars_per_level, scatter_tts_judge
-from ecac_bench.leaderboard.entries import LABELS, Row
+from ecac_bench.leaderboard.entries import BALANCED_KEYS, LABELS, UTILITY_KEYS, Row
 from ecac_bench.leaderboard.ranking import RANK_DECIMALS, Board
 
 SCHEMA = "ecac-bench/leaderboard@1"
@@ -28,7 +28,9 @@ FINE_METRICS: tuple[str, ...] = (
     "reward",
     "avg_toy_count",
 )
-ALL_METRICS: tuple[str, ...] = (*MAIN_METRICS, *FINE_METRICS)
+# Optional columns: a board shows them only when one of its rows has them (they cost judge calls to measure).
+SIBLING_METRICS: tuple[str, ...] = (*UTILITY_KEYS, *BALANCED_KEYS)
+ALL_METRICS: tuple[str, ...] = (*MAIN_METRICS, *FINE_METRICS, *SIBLING_METRICS)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("ecac_bench.leaderboard", "templates"),
     autoescape=True,  # every template: a model name like "<script>" must render as text
@@ -65,6 +67,11 @@ def best(board: Board, key: str) -> float | None:
         return None
     values = [row.metrics[key] for row in board.rows if key in row.metrics]
     return max(values) if values else None
+
+
+def sibling_columns(board: Board) -> list[str]:
+    """The sibling-method metrics that at least one row of the board has."""
+    return [key for key in SIBLING_METRICS if any(key in row.metrics for row in board.rows)]
 
 
 def board_id(index: int) -> str:
@@ -191,6 +198,7 @@ def render_html(boards: Sequence[Board], meta: SiteMeta) -> str:
         meta=meta,
         main_metrics=MAIN_METRICS,
         fine_metrics=FINE_METRICS,
+        sibling_columns=sibling_columns,
         labels=LABELS,
         fmt=fmt,
         best=best,

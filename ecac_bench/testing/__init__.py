@@ -1,0 +1,1 @@
+"""Helpers for tests and CI: tiny local models, environment fixes."""

@@ -1,0 +1,377 @@
+"""The ECAC lmms-eval tasks: discovery after install, the real ``lmms-eval`` CLI end to end (a tiny local
+Qwen2.5-VL through ``--model qwen2_5_vl``, and the ``openai`` route against the project's OpenAI-compatible test
+server), and that lmms-eval reports exactly the numbers ``ecac-bench`` computes on the same captions.
+
+lmms-eval exits 0 even when a run fails, so every CLI test asserts on the results JSON it must have written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points, version
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from judge_server import JudgeServer
+
+from ecac_bench import (
+    METRIC_KEYS,
+    SAMPLE_DATA,
+    SAMPLE_PREDICTIONS,
+    DataValidationError,
+    load_dataset,
+    load_predictions,
+    score_captions,
+)
+from ecac_bench.leaderboard import parse_results_file
+from ecac_bench.lmms_plugin import TASKS_DIR, TESTED_LMMS_EVAL, LmmsEvalIncompatible, install_task_path
+from ecac_bench.lmms_samples import load_lmms_eval_samples
+from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+ECAC_TASKS = ("ecac_tts", "ecac_judge", "ecac_toy_precision", "ecac_tts_en", "ecac_judge_en", "ecac_toy_precision_en")
+ECAC_GROUPS = ("ecac", "ecac_en")
+JUDGE_KEYS = ("judge_score", "judge_score_std", "n", "n_failed")
+DATASET_FIELDS = ("name", "split", "size", "sha256")
+DATASET_KEYS = tuple(f"dataset_{k}" for k in DATASET_FIELDS)
+TOY_KEYS = ("toy_precision", "toy_precision_macro", "avg_toy_count", "n_images", "n_extracted", "n_failed")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECAC_", "OPENAI_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="disabled",
+        HF_DATASETS_CACHE=str(tmp_path / "hf_datasets"),
+        ECAC_CACHE_DIR=str(tmp_path / "llm_cache"),
+        TOKENIZERS_PARALLELISM="false",
+    )
+    env.update(extra)
+    return env
+
+
+def run_lmms_eval(args: list[str], tmp_path: Path, **env: str) -> tuple[dict[str, Any], Path]:
+    """Run the installed ``lmms-eval`` console script; return its results JSON and its output folder."""
+    out = tmp_path / "lmms_out"
+    proc = subprocess.run(
+        [str(BIN / "lmms-eval"), *args, "--log_samples", "--output_path", str(out)],
+        env=_env(tmp_path, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    results = sorted(out.glob("*/*_results.json"))
+    assert len(results) == 1, f"lmms-eval wrote no results JSON:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return json.loads(results[0].read_text()), results[0].parent
+
+
+def samples_file(folder: Path, task: str) -> Path:
+    (path,) = folder.glob(f"*_samples_{task}.jsonl")
+    return path
+
+
+def write_subset(records: list[dict[str, Any]], path: Path) -> Path:
+    """A JSONL dataset of raw ECAC rows with absolute image paths (so it can live anywhere)."""
+    base = SAMPLE_DATA.parent
+    rows = [{**r, "image": str((base / r["image"]).resolve())} for r in records]
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in SAMPLE_DATA.read_bytes().splitlines() if line.strip()]
+
+
+def ecac_bench_json(args: list[str], tmp_path: Path, name: str, **env: str) -> dict[str, Any]:
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run(
+        [str(BIN / "ecac-bench"), *args, "--json", str(out)], env=_env(tmp_path, **env), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text())
+
+
+def lmms_metrics(results: dict[str, Any], task: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: results["results"][task][f"{key},none"] for key in keys}
+
+
+# --- discovery ------------------------------------------------------------------------------------------------
+
+
+def test_lmms_eval_version_is_one_discovery_was_tested_with() -> None:
+    # Discovery patches lmms-eval's TaskManager; a new lmms-eval must be re-checked by these tests and then added.
+    assert version("lmms-eval") in TESTED_LMMS_EVAL, (
+        f"lmms-eval {version('lmms-eval')} is not in ecac_bench.lmms_plugin.TESTED_LMMS_EVAL {TESTED_LMMS_EVAL}: "
+        "run tests/test_lmms_tasks.py against it and add the version if they pass"
+    )
+
+
+def test_plugin_is_registered_as_lmms_eval_models_entry_point() -> None:
+    targets = {ep.value for ep in entry_points(group="lmms_eval.models")}
+    assert "ecac_bench.lmms_plugin:register" in targets, (
+        f"entry point missing from the installed ecac-bench (found {targets}); "
+        'pyproject needs [project.entry-points."lmms_eval.models"] ecac = "ecac_bench.lmms_plugin:register"'
+    )
+
+
+def test_plain_lmms_eval_lists_the_ecac_tasks(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(BIN / "lmms-eval"), "--tasks", "list"], env=_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    listed = {line.strip().removeprefix("- ") for line in (proc.stdout + proc.stderr).splitlines()}
+    assert set(ECAC_TASKS + ECAC_GROUPS) <= listed, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def task_manager() -> Any:
+    from lmms_eval.tasks import TaskManager
+
+    install_task_path()
+    install_task_path()  # idempotent
+    return TaskManager("WARNING")
+
+
+def test_tasks_subcommand_lists_them_with_the_documented_include_path(tmp_path: Path) -> None:
+    # `lmms-eval tasks ...` never imports lmms_eval.models, so the plugin cannot run there (docs/lmms_eval.md)
+    printed = subprocess.run(
+        [sys.executable, "-m", "ecac_bench.lmms_plugin"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(printed) == TASKS_DIR
+    proc = subprocess.run(
+        [str(BIN / "lmms-eval"), "tasks", "list", "--include-path", printed],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert set(ECAC_TASKS + ECAC_GROUPS) <= {line.strip() for line in proc.stdout.splitlines()}, proc.stderr[-3000:]
+
+
+def test_task_manager_indexes_the_tasks_once(task_manager: Any) -> None:
+    from lmms_eval.tasks import TaskManager
+
+    for name in ECAC_TASKS + ECAC_GROUPS:
+        assert Path(task_manager.task_index[name]["yaml_path"]).parent == TASKS_DIR / "ecac"
+    # the documented fallback, --include_path tasks (the repo's symlink to the same folder), does not clash
+    with_fallback = TaskManager("WARNING", include_path=str(REPO / "tasks"))
+    for name in ECAC_TASKS + ECAC_GROUPS:
+        assert Path(with_fallback.task_index[name]["yaml_path"]).resolve().parent == TASKS_DIR / "ecac"
+
+
+def test_discovery_fails_loudly_when_lmms_eval_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmms_eval.tasks
+
+    class ChangedTaskManager:
+        def initialize_tasks(self, paths=None):  # the include_path parameter is gone
+            return {}
+
+    monkeypatch.setattr(lmms_eval.tasks, "TaskManager", ChangedTaskManager)
+    with pytest.raises(LmmsEvalIncompatible, match="--include_path"):
+        install_task_path()
+
+
+def load_task_utils() -> Any:
+    """The task folder's utils.py, loaded from its file as lmms-eval loads it."""
+    spec = importlib.util.spec_from_file_location("ecac_task_utils", TASKS_DIR / "ecac" / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_data_and_split_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    utils = load_task_utils()
+    everything = load_dataset()
+    monkeypatch.delenv("ECAC_DATA", raising=False)
+    monkeypatch.delenv("ECAC_SPLIT", raising=False)
+    assert [r.id for r in utils.ecac_dataset()] == [r.id for r in everything if r.split == "test"]
+    monkeypatch.setenv("ECAC_SPLIT", "all")
+    assert len(utils.ecac_dataset()) == len(everything)
+    monkeypatch.setenv("ECAC_SPLIT", "train")
+    assert {r.split for r in utils.ecac_dataset()} == {"train"}
+    monkeypatch.delenv("ECAC_SPLIT")
+    no_split = write_subset(
+        [{k: v for k, v in r.items() if k != "split"} for r in sample_rows()[:3]], tmp_path / "n.jsonl"
+    )
+    monkeypatch.setenv("ECAC_DATA", str(no_split))
+    assert len(utils.ecac_dataset()) == 3  # no test split: every record
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x", "image": "x.png"}\n')
+    monkeypatch.setenv("ECAC_DATA", str(broken))
+    with pytest.raises(DataValidationError, match=rf"{broken}:line 1: field 'category'"):
+        utils.process_docs(None)
+
+
+# --- task wiring, in process: non-trivial captions through lmms-eval's own task objects ----------------------
+
+
+@pytest.mark.parametrize("system", sorted(SAMPLE_PREDICTIONS))
+def test_ecac_tts_aggregation_equals_core_score(system: str, task_manager: Any) -> None:
+    from lmms_eval.tasks import get_task_dict
+
+    task = get_task_dict(["ecac_tts"], task_manager)["ecac_tts"]
+    test = load_dataset(split="test")
+    predictions = load_predictions(SAMPLE_PREDICTIONS[system], load_dataset())
+    docs = list(task.test_docs())
+    assert [d["id"] for d in docs] == [r.id for r in test]
+    per_doc = [task.process_results(doc, [predictions[doc["id"]][0]]) for doc in docs]
+    reported = {key: task.aggregation()[key]([r[key] for r in per_doc]) for key in METRIC_KEYS}
+    expected = score_captions(test, {i: c[:1] for i, c in predictions.items()}).metrics
+    assert reported == expected
+    assert expected["tts"] and expected["tts"] > 0  # the comparison is not between zeros
+
+
+def test_prompts_follow_the_language_setting(task_manager: Any) -> None:
+    from lmms_eval.tasks import get_task_dict
+
+    tasks = get_task_dict(["ecac_tts", "ecac_tts_en"], task_manager)
+    doc = next(iter(tasks["ecac_tts"].test_docs()))
+    zh = tasks["ecac_tts"].doc_to_text(doc)
+    en = tasks["ecac_tts_en"].doc_to_text(doc)
+    assert "幼儿" in zh and "teaching aid" in en
+    assert tasks["ecac_tts"].doc_to_visual(doc)[0].mode == "RGB"
+
+
+def test_toy_precision_task_extracts_through_the_judge_client(
+    task_manager: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmms_eval.tasks import get_task_dict
+
+    from ecac_bench.toy_precision import toy_precision
+
+    task = get_task_dict(["ecac_toy_precision"], task_manager)["ecac_toy_precision"]
+    test = load_dataset(split="test")
+    docs = list(task.test_docs())[:5]
+    # The test server answers a caption's directive verbatim: each "caption" dictates the extractor's answer.
+    names = {d["id"]: [t.name for t in test.by_id[d["id"]].toys[:1]] + ["不存在的玩具"] for d in docs}
+    captions = {i: "@@reply=" + json.dumps(n, ensure_ascii=False) + "@@" for i, n in names.items()}
+    with JudgeServer() as server:
+        monkeypatch.setenv("ECAC_JUDGE_BASE_URL", server.base_url)
+        monkeypatch.setenv("ECAC_JUDGE_MODEL", "test-judge")
+        monkeypatch.setenv("ECAC_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.delenv("ECAC_TOY_EXTRACTOR", raising=False)
+        per_doc = [task.process_results(d, [captions[d["id"]]]) for d in docs]
+        reported = {key: task.aggregation()[key]([r[key] for r in per_doc]) for key in TOY_KEYS}
+        assert server.state.requests == len(docs)  # one extraction per caption, shared by all six metrics
+    expected = toy_precision(test, names).metrics()
+    assert reported == {key: expected[key] for key in TOY_KEYS}
+    assert 0 < reported["toy_precision"] < 100 and reported["n_failed"] == 0
+
+
+# --- the real CLI -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen"))
+
+
+@pytest.mark.slow
+def test_cli_tiny_qwen2_5_vl_end_to_end_matches_ecac_bench_score(tiny_qwen: Path, tmp_path: Path) -> None:
+    limit = 4
+    results, folder = run_lmms_eval(
+        [
+            "--model", "qwen2_5_vl",
+            "--model_args", f"pretrained={tiny_qwen},device_map=cpu,min_pixels=3136,max_pixels=12544",
+            "--device", "cpu",
+            "--tasks", "ecac_tts",
+            "--limit", str(limit),
+            "--gen_kwargs", "max_new_tokens=24",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    assert results["n-samples"]["ecac_tts"] == {"original": len(load_dataset(split="test")), "effective": limit}
+    assert results["config"]["model"] == "qwen2_5_vl"
+    samples = samples_file(folder, "ecac_tts")
+    first = [r for r in sample_rows() if r["split"] == "test"][:limit]
+    subset = write_subset(first, tmp_path / "subset.jsonl")
+    captions = load_lmms_eval_samples(samples, load_dataset(subset))
+    assert list(captions) == [r["id"] for r in first] and all(len(c) == 1 for c in captions.values())
+
+    # the installed `ecac-bench score` on the captions of the samples file gives the same numbers
+    predictions = tmp_path / "captions.jsonl"
+    predictions.write_bytes(b"".join(orjson.dumps({"id": i, "caption": c[0]}) + b"\n" for i, c in captions.items()))
+    report = ecac_bench_json(["score", "--data", str(subset), "--predictions", str(predictions)], tmp_path, "score")
+    assert lmms_metrics(results, "ecac_tts", METRIC_KEYS) == report["metrics"]
+
+    # the run says which dataset it saw, and the leaderboard reads the results file as a --limit run of it
+    described = load_dataset(split="test").describe()
+    assert lmms_metrics(results, "ecac_tts", DATASET_KEYS) == {f"dataset_{k}": described[k] for k in DATASET_FIELDS}
+    (results_file,) = folder.glob("*_results.json")
+    entry = parse_results_file(results_file, "tiny")
+    assert entry.metrics == {k: v for k, v in report["metrics"].items() if v is not None}
+    assert (entry.dataset.name, entry.dataset.sha256) == (described["name"], described["sha256"])
+
+
+def _toy(name: str, level: str, ground: str) -> dict[str, str]:
+    return {"name": name, "level": level, "ground": ground}
+
+
+@pytest.mark.slow
+def test_cli_openai_route_runs_the_ecac_group_against_a_server(tmp_path: Path) -> None:
+    """``--model openai`` against an OpenAI-compatible server, ECAC_DATA pointing at a custom dataset.
+
+    The test server answers every captioning prompt with ``{"score": N}``; the dataset's toys include one named
+    "score" so the TTS numbers are not all zero. The same server is the judge.
+    """
+    base = sample_rows()[:3]
+    toys = [
+        [_toy("score", "low", "foreground"), _toy("积木", "high", "background")],
+        [_toy("score", "medium", "background")],
+        [_toy("剪刀", "low", "foreground")],
+    ]
+    data = write_subset([{**r, "toys": t, "split": "test"} for r, t in zip(base, toys)], tmp_path / "data.jsonl")
+    with JudgeServer(api_key="sk-test") as server:
+        server_env = {"ECAC_DATA": str(data), "OPENAI_API_KEY": "sk-test"}
+        judge_env = {"ECAC_JUDGE_BASE_URL": server.base_url, "ECAC_JUDGE_MODEL": "test-judge"}
+        results, folder = run_lmms_eval(
+            ["--model", "openai", "--model_args", f"model=test-model,base_url={server.base_url}", "--tasks", "ecac"],
+            tmp_path,
+            **server_env,
+            **judge_env,
+            ECAC_JUDGE_API_KEY="sk-test",
+            ECAC_TOY_EXTRACTOR="lexicon",
+        )
+        assert set(results["results"]) >= {"ecac", "ecac_tts", "ecac_judge", "ecac_toy_precision"}
+        assert server.state.requests == 3 * len(base) + len(base)  # captions for each task + the judge
+
+        dataset = load_dataset(data)
+        captions = load_lmms_eval_samples(samples_file(folder, "ecac_tts"), dataset)
+        assert all(c[0].startswith('{"score"') for c in captions.values())
+        tts = lmms_metrics(results, "ecac_tts", METRIC_KEYS)
+        assert tts == score_captions(dataset, captions).metrics
+        assert tts["tts"] == pytest.approx(100 * (1 / 2 + 1 / 1 + 0 / 1) / 3)
+
+        judged = load_lmms_eval_samples(samples_file(folder, "ecac_judge"), dataset)
+        predictions = tmp_path / "judged.jsonl"
+        predictions.write_bytes(b"".join(orjson.dumps({"id": i, "caption": c[0]}) + b"\n" for i, c in judged.items()))
+        report = ecac_bench_json(
+            ["judge", "--data", str(data), "--predictions", str(predictions), "--no-progress"],
+            tmp_path,
+            "judge",
+            **judge_env,
+            ECAC_JUDGE_API_KEY="sk-test",
+            ECAC_CACHE_DIR=str(tmp_path / "other_cache"),  # really ask the server again
+        )
+        assert lmms_metrics(results, "ecac_judge", JUDGE_KEYS) == {k: report["metrics"][k] for k in JUDGE_KEYS}
+        assert report["metrics"]["n"] == len(base) and report["metrics"]["judge_score"] is not None
+
+    # toy precision used the lexicon extractor (ECAC_TOY_EXTRACTOR): it finds "score" in every caption
+    extracted = load_lmms_eval_samples(samples_file(folder, "ecac_toy_precision"), dataset)
+    predictions = tmp_path / "extracted.jsonl"
+    predictions.write_bytes(b"".join(orjson.dumps({"id": i, "caption": c[0]}) + b"\n" for i, c in extracted.items()))
+    report = ecac_bench_json(
+        ["toy-precision", "--extractor", "lexicon", "--data", str(data), "--predictions", str(predictions)],
+        tmp_path,
+        "toy_precision",
+    )
+    assert lmms_metrics(results, "ecac_toy_precision", TOY_KEYS) == {k: report["metrics"][k] for k in TOY_KEYS}
+    assert report["metrics"]["toy_precision"] == pytest.approx(100 * 2 / 3)

@@ -1,0 +1,1 @@
+"""The KinderMM-Cap reference recipe on TRL: SFT warm-up (trainers.sft), then RSRS (trainers.rsrs)."""
