@@ -46,6 +46,10 @@ def fake_model(messages):
         return json.dumps([c.rstrip(".").split()[-1] in caption for c in claims])
     if '"clarity"' in prompt:
         return '{"clarity": 5, "fluency": "4", "coherence": 3}'
+    if "toys and teaching aids mentioned" in prompt:  # toy_extract: the names after "with"
+        caption = prompt.rsplit("Caption:", 1)[-1]
+        match = re.search(r"with ([^.]+)", caption)
+        return json.dumps([n.strip() for n in re.split(r",| and ", match.group(1))] if match else [])
     if "quiz" in prompt:
         return json.dumps(
             [
