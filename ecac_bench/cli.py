@@ -8,6 +8,7 @@ import sys
 
 from ecac_bench import __version__
 from ecac_bench.data import DataValidationError
+from ecac_bench.llm_client import ClientConfigError, FatalAPIError
 
 # Subcommand modules under ecac_bench.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -37,10 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataValidationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (DataValidationError, FileNotFoundError, ValueError, ClientConfigError, FatalAPIError) as exc:
+        # Bad input or an endpoint that rejects every request: a clear message and exit code 2, no traceback.
+        # Judge answers received before a FatalAPIError are already in the response cache.
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

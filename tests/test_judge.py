@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -11,7 +10,7 @@ import pytest
 from judge_server import JudgeServer
 
 from ecac_bench import SAMPLE_DATA, load_dataset
-from ecac_bench.commands import judge as judge_command
+from ecac_bench.cli import main
 from ecac_bench.judge import aggregate_judge_scores, parse_score
 from ecac_bench.prompts import load_prompt
 
@@ -98,10 +97,7 @@ def test_prompts_have_both_languages_and_versions():
 
 
 def run_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    judge_command.register(parser.add_subparsers())
-    args = parser.parse_args(["judge", *argv])
-    return args.func(args)
+    return main(["judge", *argv])
 
 
 @pytest.fixture
@@ -180,15 +176,15 @@ def test_judge_command_end_to_end(judge_env, tmp_path, caplog, capsys):
 def test_judge_command_clear_errors(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("ECAC_JUDGE_MODEL", raising=False)
     assert run_command(["--cache-dir", str(tmp_path), "--no-progress"]) == 2
-    assert "ECAC_JUDGE_MODEL" in capsys.readouterr().out
+    assert "ECAC_JUDGE_MODEL" in capsys.readouterr().err
 
 
 def test_judge_command_bad_key_is_fatal(server, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("ECAC_JUDGE_API_KEY", "sk-wrong-key-123")
     argv = ["--judge-base-url", server.base_url, "--judge-model", "m", "--cache-dir", str(tmp_path), "--no-progress"]
     assert run_command(argv) == 2
-    out = capsys.readouterr().out
-    assert "401" in out and "sk-wrong-key-123" not in out
+    captured = capsys.readouterr()
+    assert "401" in captured.err and "sk-wrong-key-123" not in captured.err + captured.out
 
 
 def test_no_cache_writes_nothing_and_resends(judge_env, tmp_path):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
-from transformers import AutoModelForImageTextToText, AutoProcessor, TrainingArguments
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from ecac_bench import EcacDataset, EcacRecord, load_dataset
@@ -132,6 +133,14 @@ def load_model_and_processor(path: str):
     model = AutoModelForImageTextToText.from_pretrained(path, dtype="auto")
     processor = AutoProcessor.from_pretrained(path, padding_side="left")
     return model, processor
+
+
+def train_and_save(trainer: Trainer, processor: Any) -> None:
+    """Train (resuming an interrupted run), then save a checkpoint that transformers and lmms-eval load."""
+    trainer.train(resume_from_checkpoint=resume_point(trainer.args))
+    trainer.save_model(trainer.args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(trainer.args.output_dir)
 
 
 def resume_point(config: TrainingArguments) -> str | None:

@@ -32,7 +32,7 @@ from trl.trainer.utils import pad
 
 from ecac_bench import aggregate_scores, score_image, toy_reward
 from ecac_bench.metrics import toy_from_mapping
-from trainers.data import DataArguments, grpo_dataset, load_model_and_processor, load_train_records, resume_point
+from trainers.data import DataArguments, grpo_dataset, load_model_and_processor, load_train_records, train_and_save
 
 # The TRL release whose GRPOTrainer internals this subclass is written against (tests/test_rsrs.py pins it).
 TRL_VERSION = "1.16.0"
@@ -360,10 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         train_dataset=grpo_dataset(load_train_records(data_args), data_args.language),
         processing_class=processor,
     )
-    trainer.train(resume_from_checkpoint=resume_point(config))
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(config.output_dir)
+    train_and_save(trainer, processor)
 
 
 if __name__ == "__main__":

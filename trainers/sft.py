@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from trl import SFTConfig, SFTTrainer, TrlParser
 
-from trainers.data import DataArguments, load_model_and_processor, load_train_records, resume_point, sft_dataset
+from trainers.data import DataArguments, load_model_and_processor, load_train_records, sft_dataset, train_and_save
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,10 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         train_dataset=sft_dataset(load_train_records(data_args), data_args.language),
         processing_class=processor,
     )
-    trainer.train(resume_from_checkpoint=resume_point(config))
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(config.output_dir)
+    train_and_save(trainer, processor)
 
 
 if __name__ == "__main__":

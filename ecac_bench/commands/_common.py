@@ -10,7 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ecac_bench.data import SAMPLE_DATA, EcacDataset, load_dataset
+from ecac_bench.data import SAMPLE_DATA, SAMPLE_PREDICTIONS, EcacDataset, load_dataset
+from ecac_bench.matching import MatchConfig
+from ecac_bench.predictions import load_predictions
+from ecac_bench.report import file_sha256, write_json_atomic
 
 console = Console()
 
@@ -31,8 +34,47 @@ def add_output_args(parser: argparse.ArgumentParser, default_model: str | None =
     parser.add_argument("--model", default=default_model, help="model name recorded in the report")
 
 
+def add_predictions_args(parser: argparse.ArgumentParser, allow_missing_help: str) -> None:
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="JSONL of {id, caption} or {id, captions}, or an lmms-eval samples file "
+        "(default: the sample's system-a predictions)",
+    )
+    parser.add_argument("--allow-missing", action="store_true", help=allow_missing_help)
+
+
+def add_match_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)")
+    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+
+
+def match_config(args: argparse.Namespace) -> MatchConfig:
+    return MatchConfig(args.match, args.fuzzy_threshold)
+
+
 def load_data(args: argparse.Namespace) -> EcacDataset:
     return load_dataset(args.data, split=args.split)
+
+
+def load_data_and_predictions(args: argparse.Namespace) -> tuple[EcacDataset, Path, dict[str, list[str]]]:
+    """The dataset, the predictions file (default: the sample's system-a) and its captions per image id."""
+    dataset = load_data(args)
+    path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
+    return dataset, path, load_predictions(path, dataset, allow_missing=args.allow_missing)
+
+
+def file_identity(path: Path) -> dict[str, str]:
+    """How a report names an input file: its path and content hash."""
+    return {"path": str(path), "sha256": file_sha256(path)}
+
+
+def write_report(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
+    """Write the report to ``--json`` (atomically) when given."""
+    if args.json:
+        write_json_atomic(args.json, report)
+        console.print(f"report written to {args.json}")
 
 
 def fmt(value: Any, digits: int = 2) -> str:

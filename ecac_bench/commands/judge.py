@@ -8,9 +8,17 @@ from pathlib import Path
 
 import orjson
 
-from ecac_bench.commands._common import add_data_args, add_output_args, console, load_data, metrics_table
+from ecac_bench.commands._common import (
+    add_data_args,
+    add_output_args,
+    add_predictions_args,
+    console,
+    file_identity,
+    load_data_and_predictions,
+    metrics_table,
+    write_report,
+)
 from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
-from ecac_bench.data import SAMPLE_PREDICTIONS
 from ecac_bench.judge import (
     LANGS,
     aggregate_judge_scores,
@@ -18,9 +26,8 @@ from ecac_bench.judge import (
     judge_captions,
     prompt_version,
 )
-from ecac_bench.llm_client import ClientConfigError, FatalAPIError, failure_counts
-from ecac_bench.predictions import load_predictions
-from ecac_bench.report import build_report, file_sha256, write_bytes_atomic, write_json_atomic
+from ecac_bench.llm_client import failure_counts
+from ecac_bench.report import build_report, write_bytes_atomic
 
 METRICS = ("judge_score", "judge_score_std", "n", "n_failed")
 
@@ -30,13 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "judge", help="MLLM-judge score (0-100) of captions through an OpenAI-compatible API"
     )
     add_data_args(parser)
-    parser.add_argument(
-        "--predictions",
-        type=Path,
-        default=None,
-        help="JSONL of {id, caption} or {id, captions} (default: sample system-a)",
-    )
-    parser.add_argument("--allow-missing", action="store_true", help="judge only the predicted images")
+    add_predictions_args(parser, "judge only the predicted images")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="prompt language (default zh)")
     parser.add_argument(
         "--parse-retries", type=int, default=2, help="re-ask when an answer has no score in 0-100 (default 2)"
@@ -49,16 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_data(args)
-    predictions_path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
-    predictions = load_predictions(predictions_path, dataset, allow_missing=args.allow_missing)
+    dataset, predictions_path, predictions = load_data_and_predictions(args)
     inputs = inputs_from_predictions(dataset, predictions, with_image=not args.text_only)
-    try:
-        client = client_from_args(args)
-        outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
-    except (ClientConfigError, FatalAPIError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+    client = client_from_args(args)
+    outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
     summary = aggregate_judge_scores([o.score for o in outcomes])
     model = args.model or Path(predictions_path).stem
     report = build_report(
@@ -73,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "parse_retries": args.parse_retries,
             "with_image": not args.text_only,
         },
-        predictions={"path": str(predictions_path), "sha256": file_sha256(predictions_path)},
+        predictions=file_identity(predictions_path),
         failures=failure_counts(o.error for o in outcomes),
         **llm_report_fields(client),
     )
@@ -88,7 +83,5 @@ def run(args: argparse.Namespace) -> int:
     if args.items:
         lines = b"".join(orjson.dumps(o.to_dict()) + b"\n" for o in outcomes)
         write_bytes_atomic(args.items, lines)
-    if args.json:
-        write_json_atomic(args.json, report)
-        console.print(f"report written to {args.json}")
+    write_report(args, report)
     return 0 if summary.n else 1

@@ -11,7 +11,6 @@ import orjson
 from ecac_bench.commands._common import add_data_args, console, load_data
 from ecac_bench.commands._llm import add_llm_args, client_from_args
 from ecac_bench.commands._sibling import add_vlm_args, vlm_client
-from ecac_bench.llm_client import ClientConfigError, FatalAPIError
 from ecac_bench.report import write_bytes_atomic
 from ecac_bench.utility import filter_questions, generate_questions
 
@@ -34,29 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dataset = load_data(args)
-    try:
-        llm = client_from_args(args)
-        vlm = vlm_client(args, llm)
-        items, failed = asyncio.run(generate_questions(vlm, dataset, per_image=args.per_image, lang=args.lang))
-        kept = items
-        if not args.no_filter:
-            decisions = asyncio.run(
-                filter_questions(
-                    llm,
-                    vlm,
-                    items,
-                    {r.id: r.image for r in dataset},
-                    rounds=args.rounds,
-                    seed=args.seed,
-                    lang=args.lang,
-                    pass_visual_min=args.pass_visual_min,
-                    pass_textual_max=args.pass_textual_max,
-                )
+    llm = client_from_args(args)
+    vlm = vlm_client(args, llm)
+    items, failed = asyncio.run(generate_questions(vlm, dataset, per_image=args.per_image, lang=args.lang))
+    kept = items
+    if not args.no_filter:
+        decisions = asyncio.run(
+            filter_questions(
+                llm,
+                vlm,
+                items,
+                {r.id: r.image for r in dataset},
+                rounds=args.rounds,
+                seed=args.seed,
+                lang=args.lang,
+                pass_visual_min=args.pass_visual_min,
+                pass_textual_max=args.pass_textual_max,
             )
-            kept = [d.item for d in decisions if d.kept]
-    except (ClientConfigError, FatalAPIError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+        )
+        kept = [d.item for d in decisions if d.kept]
     write_bytes_atomic(args.out, b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in kept))
     console.print(
         f"{len(items)} questions generated for {len(dataset) - len(failed)} images ({len(failed)} failed); "

@@ -10,13 +10,12 @@ from pathlib import Path
 import orjson
 
 from ecac_bench.agreement import load_candidates
-from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.commands._common import add_data_args, add_match_args, console, file_identity, load_data, match_config
 from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
 from ecac_bench.judge import LANGS, JudgeInput, judge_captions, prompt_version
-from ecac_bench.llm_client import ClientConfigError, FatalAPIError
-from ecac_bench.matching import MatchConfig, ToyMatcher
+from ecac_bench.matching import ToyMatcher
 from ecac_bench.metrics import toy_reward
-from ecac_bench.report import build_report, file_sha256, write_bytes_atomic, write_json_atomic
+from ecac_bench.report import build_report, write_bytes_atomic, write_json_atomic
 
 METHODS = ("reward", "judge_score")
 
@@ -31,8 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--methods", default="reward", help=f"comma-separated, from {','.join(METHODS)} (default reward)"
     )
-    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule for the reward")
-    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    add_match_args(parser)
     parser.add_argument("--lang", choices=LANGS, default="zh", help="judge prompt language (default zh)")
     parser.add_argument("--parse-retries", type=int, default=2, help="judge: re-ask when an answer has no score")
     add_llm_args(parser)
@@ -52,19 +50,15 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, object] = {}
     config: dict[str, object] = {"methods": methods}
     if "reward" in methods:
-        match = MatchConfig(args.match, args.fuzzy_threshold)
+        match = match_config(args)
         matcher = ToyMatcher(match)
         for row, c in zip(scores, candidates, strict=True):
             row["reward"] = toy_reward(dataset.by_id[c.id].toys, c.caption, matcher)
         config.update(match.describe())
     if "judge_score" in methods:
         inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, c in enumerate(candidates)]
-        try:
-            client = client_from_args(args)
-            outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
-        except (ClientConfigError, FatalAPIError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 2
+        client = client_from_args(args)
+        outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
         for row, outcome in zip(scores, outcomes, strict=True):
             row["judge_score"] = outcome.score  # None for a failure: `agree` leaves that caption out
         config.update(lang=args.lang, prompt=prompt_version(args.lang))
@@ -88,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             dataset=dataset.describe(),
             metrics=means,
             config=config,
-            candidates={"path": str(args.candidates), "sha256": file_sha256(args.candidates)},
+            candidates=file_identity(args.candidates),
             scores_file=str(args.out),
             **extra,
         )

@@ -5,26 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecac_bench.commands._common import add_data_args, add_output_args, console, load_data, metrics_table
-from ecac_bench.data import SAMPLE_PREDICTIONS
-from ecac_bench.matching import MatchConfig
+from ecac_bench.commands._common import (
+    add_data_args,
+    add_match_args,
+    add_output_args,
+    add_predictions_args,
+    console,
+    file_identity,
+    load_data_and_predictions,
+    match_config,
+    metrics_table,
+    write_report,
+)
 from ecac_bench.metrics import METRIC_KEYS, SUBSET_KEYS, score_captions
-from ecac_bench.predictions import load_predictions
-from ecac_bench.report import build_report, file_sha256, write_json_atomic
+from ecac_bench.report import build_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("score", help="score captions with TTS and the reward R(C)")
     add_data_args(parser)
-    parser.add_argument(
-        "--predictions",
-        type=Path,
-        default=None,
-        help="JSONL of {id, caption} or {id, captions} (default: the sample's system-a predictions)",
-    )
-    parser.add_argument("--allow-missing", action="store_true", help="score unpredicted images as empty captions")
-    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)")
-    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    add_predictions_args(parser, "score unpredicted images as empty captions")
+    add_match_args(parser)
     parser.add_argument("--by", action="append", choices=("category", "area"), default=[], help="add a breakdown")
     parser.add_argument("--ci", action="store_true", help="bootstrap 95%% confidence intervals")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -34,10 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_data(args)
-    predictions_path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
-    predictions = load_predictions(predictions_path, dataset, allow_missing=args.allow_missing)
-    match = MatchConfig(args.match, args.fuzzy_threshold)
+    dataset, predictions_path, predictions = load_data_and_predictions(args)
+    match = match_config(args)
     result = score_captions(
         dataset, predictions, match=match, by=args.by, ci=args.ci, n_boot=args.n_boot, seed=args.seed
     )
@@ -50,13 +49,11 @@ def run(args: argparse.Namespace) -> int:
         metrics=body.pop("metrics"),
         coverage=body.pop("coverage"),
         config={**match.describe(), "allow_missing": args.allow_missing, "by": args.by},
-        predictions={"path": str(predictions_path), "sha256": file_sha256(predictions_path)},
+        predictions=file_identity(predictions_path),
         **body,
     )
     _print(report, model)
-    if args.json:
-        write_json_atomic(args.json, report)
-        console.print(f"report written to {args.json}")
+    write_report(args, report)
     return 0
 
 

@@ -7,15 +7,23 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ecac_bench.commands._common import add_data_args, add_output_args, console, load_data, metrics_table
+from ecac_bench.commands._common import (
+    add_data_args,
+    add_match_args,
+    add_output_args,
+    add_predictions_args,
+    console,
+    file_identity,
+    load_data_and_predictions,
+    match_config,
+    metrics_table,
+    write_report,
+)
 from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
-from ecac_bench.data import SAMPLE_PREDICTIONS
 from ecac_bench.judge import LANGS
-from ecac_bench.llm_client import ClientConfigError, FatalAPIError, failure_counts
-from ecac_bench.matching import MatchConfig
-from ecac_bench.predictions import load_predictions
+from ecac_bench.llm_client import failure_counts
 from ecac_bench.prompts import load_prompt
-from ecac_bench.report import build_report, file_sha256, write_json_atomic
+from ecac_bench.report import build_report
 from ecac_bench.toy_precision import (
     EXTRACTORS,
     LexiconExtractor,
@@ -32,25 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "toy-precision", help="toy precision and average toy count (names extracted by an LLM or a lexicon)"
     )
     add_data_args(parser)
-    parser.add_argument(
-        "--predictions", type=Path, default=None, help="JSONL of {id, caption(s)} (default: sample system-a)"
-    )
-    parser.add_argument("--allow-missing", action="store_true", help="use only the predicted images")
+    add_predictions_args(parser, "use only the predicted images")
     parser.add_argument("--extractor", choices=EXTRACTORS, default="llm", help="how names are extracted (default llm)")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="extraction prompt language (default zh)")
     parser.add_argument("--parse-retries", type=int, default=1, help="re-ask when an answer is not a list")
-    parser.add_argument("--match", choices=("exact", "fuzzy"), default="exact", help="matching rule (default exact)")
-    parser.add_argument("--fuzzy-threshold", type=float, default=90.0, help="rapidfuzz partial_ratio threshold")
+    add_match_args(parser)
     add_llm_args(parser)
     add_output_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_data(args)
-    predictions_path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
-    predictions = load_predictions(predictions_path, dataset, allow_missing=args.allow_missing)
-    match = MatchConfig(args.match, args.fuzzy_threshold)
+    dataset, predictions_path, predictions = load_data_and_predictions(args)
+    match = match_config(args)
     config: dict[str, object] = {**match.describe(), "extractor": args.extractor}
     extra: dict[str, object] = {}
     names: Mapping[str, Sequence[str] | None]
@@ -58,14 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.extractor == "lexicon":
         names = extract_with_lexicon(LexiconExtractor.for_dataset(dataset, match), predictions)
     else:
-        try:
-            client = client_from_args(args)
-            names, failures = asyncio.run(
-                extract_with_llm(client, predictions, lang=args.lang, parse_retries=args.parse_retries)
-            )
-        except (ClientConfigError, FatalAPIError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 2
+        client = client_from_args(args)
+        names, failures = asyncio.run(
+            extract_with_llm(client, predictions, lang=args.lang, parse_retries=args.parse_retries)
+        )
         prompt = load_prompt("toy_extract", args.lang).tag
         config.update(lang=args.lang, prompt=prompt, parse_retries=args.parse_retries)
         extra = llm_report_fields(client)
@@ -78,13 +76,11 @@ def run(args: argparse.Namespace) -> int:
         metrics=result.metrics(),
         coverage={"images": len(dataset), "predicted": len(predictions)},
         config=config,
-        predictions={"path": str(predictions_path), "sha256": file_sha256(predictions_path)},
+        predictions=file_identity(predictions_path),
         failures=failure_counts(failures.values()),
         **extra,
     )
     console.print(metrics_table(f"toy precision ({args.extractor} extractor)", [(model, report["metrics"])], METRICS))
     console.print("leaderboard: toy_precision (micro, pooled over all extracted names)")
-    if args.json:
-        write_json_atomic(args.json, report)
-        console.print(f"report written to {args.json}")
+    write_report(args, report)
     return 0 if result.n_images or not predictions else 1
