@@ -76,3 +76,17 @@ def test_console_script_is_installed():
     done = subprocess.run([str(exe), "score", "--data", str(SAMPLE_DATA)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "system-a" in done.stdout
+
+
+def test_fuzzy_match_flag_is_recorded(tmp_path):
+    out = tmp_path / "f.json"
+    assert main(["score", "--match", "fuzzy", "--fuzzy-threshold", "80", "--json", str(out)]) == 0
+    config = json.loads(out.read_text())["config"]
+    assert config["match"] == "fuzzy" and config["threshold"] == 80
+
+
+def test_validate_image_check_can_be_skipped(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text(SAMPLE_DATA.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    assert main(["validate", "--data", str(data)]) == 1  # images/... does not exist next to this copy
+    assert main(["validate", "--data", str(data), "--no-check-images"]) == 0

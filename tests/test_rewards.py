@@ -182,3 +182,38 @@ def test_utility_reward_per_completion(tmp_path: Path) -> None:
         values = reward(completions=completions, id=["img"] * 4)
         assert values == [1.0, 0.5, 0.0, 0.5]
         assert reward(completions=["A drum."], id=["no-questions"]) == [None]  # no question: no signal
+
+
+def test_rl_stage_parses_the_reward_flags() -> None:
+    """The flags rsrs.sh passes to the RL stage reach RewardArguments and GRPOConfig (TRL's own parser)."""
+    from trl import TrlParser
+
+    from trainers.data import DataArguments
+
+    parser = TrlParser((DataArguments, RSRSConfig, RewardArguments))
+    argv = [
+        "--model_name_or_path", "m", "--output_dir", "/tmp/unused", "--use_cpu", "true",
+        "--rewards", "toy", "precision", "linguistic",
+        "--reward_weights", "1", "0.5", "0.25",
+        "--multi_objective_aggregation", "normalize_then_sum",
+        "--linguistic_tau_low", "0.5", "--linguistic_tau_high", "1.5",
+    ]  # fmt: skip
+    _, config, rewards = parser.parse_args_and_config(args=argv)
+    assert rewards.rewards == ["toy", "precision", "linguistic"]
+    assert (rewards.linguistic_tau_low, rewards.linguistic_tau_high) == (0.5, 1.5)
+    assert config.reward_weights == [1.0, 0.5, 0.25] and config.multi_objective_aggregation == "normalize_then_sum"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--aggregation", "sum"], "--aggregation must be grpo or c-gdpo"),
+        (["--linguistic-band", "0.5"], "--linguistic-band must be LOW,HIGH"),
+    ],
+)
+def test_rsrs_sh_rejects_bad_reward_flags(flags: list[str], message: str, tmp_path: Path) -> None:
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "trainers" / "rsrs.sh"
+    done = subprocess.run(["bash", str(script), "--output", str(tmp_path), *flags], capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr

@@ -177,3 +177,15 @@ def test_make_qa_filters_leaky_questions(env, tmp_path):
         if all(r.correct != 0 for r in rounds if r.question_index == qi)
     ]
     assert kept == expected and len(expected) < len(generated)
+
+
+def test_make_qa_no_filter_keeps_everything(env, tmp_path):
+    out = tmp_path / "qa.jsonl"
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(SAMPLE_DATA.read_text().splitlines(keepends=True)[:2]))
+    (tmp_path / "images").symlink_to(SAMPLE_DATA.parent / "images")
+    argv = ["make-qa", "--data", str(data), "--out", str(out), "--per-image", "2", "--no-filter", "--lang", "en",
+            "--no-cache", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert len(out.read_text().splitlines()) == 4  # 2 questions x 2 images
+    assert env.state.requests == 2  # generation only, no filter rounds
