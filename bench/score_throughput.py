@@ -12,6 +12,8 @@ reference is slow; its rate is extrapolated). Both must agree on the metrics of 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import random
 import re
@@ -21,6 +23,8 @@ import unicodedata
 from pathlib import Path
 
 from ecac_bench import load_dataset, load_predictions, score_captions
+from ecac_bench.cli import build_parser
+from ecac_bench.cli import main as cli_main
 
 ZH = [
     "积木",
@@ -111,37 +115,47 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256_121)
     parser.add_argument("--reference-images", type=int, default=25_000)
     args = parser.parse_args()
+    build_parser()  # import every command module now: start-up is not what is measured
     with tempfile.TemporaryDirectory() as tmp:
         data, preds = generate(Path(tmp), args.images)
         size_mb = (data.stat().st_size + preds.stat().st_size) / 1e6
-        c0, t0 = time.process_time(), time.perf_counter()
-        dataset = load_dataset(data)
-        t1 = time.perf_counter()
-        predictions = load_predictions(preds, dataset)
-        t2 = time.perf_counter()
-        result = score_captions(dataset, predictions)
-        t3 = time.perf_counter()
-        fast, fast_cpu = t3 - t0, time.process_time() - c0
-        c4, t4 = time.process_time(), time.perf_counter()
+        # The straightforward version first, on a fresh heap, as plain Python code runs.
+        c5, t5 = time.process_time(), time.perf_counter()
         ref = reference_score(data, preds, args.reference_images)
         scale = args.images / args.reference_images
-        ref_time, ref_cpu = (time.perf_counter() - t4) * scale, (time.process_time() - c4) * scale
-        sub = load_dataset(data)
-        sub.records = sub.records[: args.reference_images]
-        check = score_captions(sub, {k: predictions[k] for k in (r.id for r in sub.records)}).metrics
+        ref_time, ref_cpu = (time.perf_counter() - t5) * scale, (time.process_time() - c5) * scale
+        report = Path(tmp) / "report.json"
+        argv = ["score", "--data", str(data), "--predictions", str(preds), "--json", str(report)]
+        c0, t0 = time.process_time(), time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli_main(argv) == 0
+        fast, fast_cpu = time.perf_counter() - t0, time.process_time() - c0
+        metrics = json.loads(report.read_text())["metrics"]
+        # Where the time goes, the library's steps one by one (under the CLI's GC setting, see ecac_bench/cli.py).
+        t1 = time.perf_counter()
+        dataset = load_dataset(data)
+        t2 = time.perf_counter()
+        predictions = load_predictions(preds, dataset)
+        t3 = time.perf_counter()
+        score_captions(dataset, predictions)
+        t4 = time.perf_counter()
+        dataset.records = dataset.records[: args.reference_images]
+        check = score_captions(dataset, {r.id: predictions[r.id] for r in dataset.records}).metrics
         assert abs(check["tts"] - ref["tts"]) < 1e-9 and abs(check["reward"] - ref["reward"]) < 1e-9, (check, ref)
-    print(f"images: {args.images:,} ({size_mb:.0f} MB of JSONL); tts={result.metrics['tts']:.3f}")
+    print(f"images: {args.images:,} ({size_mb:.0f} MB of JSONL); tts={metrics['tts']:.3f}")
     print(
-        f"ecac-bench: load data {t1 - t0:.2f} s + load predictions {t2 - t1:.2f} s + score {t3 - t2:.2f} s "
-        f"= {fast:.2f} s wall, {fast_cpu:.2f} s CPU  ({args.images / fast:,.0f} images/s)"
+        f"ecac-bench score (CLI, in process): {fast:.2f} s wall, {fast_cpu:.2f} s CPU "
+        f"({args.images / fast:,.0f} images/s)"
+        f"\n  of which: load data {t2 - t1:.2f} s, load predictions {t3 - t2:.2f} s, match + aggregate {t4 - t3:.2f} s"
     )
     print(
         f"reference (straightforward, measured on {args.reference_images:,} images, extrapolated): "
         f"{ref_time:.2f} s wall, {ref_cpu:.2f} s CPU  ({args.images / ref_time:,.0f} images/s)"
     )
+    print(f"speed-up: {ref_time / fast:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU")
     print(
-        f"speed-up: {ref_time / fast:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU   goal: < 3 s and >= 10x -> "
-        f"{'MET' if fast < 3 and ref_time / fast >= 10 else 'NOT MET'}"
+        f"goals: under 3 s -> {'met' if fast < 3 else 'NOT met'} ({fast:.2f} s); "
+        f"10x the straightforward version -> {'met' if ref_time / fast >= 10 else 'NOT met'} ({ref_time / fast:.1f}x)"
     )
 
 

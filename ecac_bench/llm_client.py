@@ -41,6 +41,10 @@ import openai
 import orjson
 from tqdm.auto import tqdm
 
+from ecac_bench.errors import ClientConfigError, FatalAPIError
+
+__all__ = ["ClientConfigError", "FatalAPIError"]  # re-exported: they are part of this module's API
+
 log = logging.getLogger("ecac_bench.llm")
 
 ENV_BASE_URL = "ECAC_JUDGE_BASE_URL"
@@ -55,14 +59,6 @@ CACHE_FILE = "llm_responses.sqlite"
 CACHE_SCHEMA = 1
 # Longest Retry-After we honour; a server asking for more gets this (the run must still finish).
 MAX_RETRY_AFTER = 120.0
-
-
-class ClientConfigError(ValueError):
-    """The client cannot be configured (e.g. no model given)."""
-
-
-class FatalAPIError(RuntimeError):
-    """An error no retry can fix and that would fail every request (bad key, unknown model or endpoint)."""
 
 
 def default_cache_dir() -> Path:

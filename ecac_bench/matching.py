@@ -14,8 +14,9 @@ and the normalised caption reaches the threshold (0-100).
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -32,17 +33,17 @@ _BOUNDARY_LIMIT = 0x3000
 
 
 @lru_cache(maxsize=1)
-def _nfkc_char_table() -> dict[int, str]:
-    """Every BMP character whose NFKC form differs from itself, mapped to that form (about 3,000 entries)."""
+def _nfkc_changing_chars() -> tuple[re.Pattern[str], dict[str, str]]:
+    """A pattern matching every BMP character whose NFKC form differs from itself (about 3,000), and that form."""
     table = {}
     for code in range(0x10000):
         if 0xD800 <= code < 0xE000:  # surrogates are not characters
             continue
         char = chr(code)
-        nfkc = unicodedata.normalize("NFKC", char)
-        if nfkc != char:
-            table[code] = nfkc
-    return table
+        form = unicodedata.normalize("NFKC", char)
+        if form != char:
+            table[char] = form
+    return re.compile("[" + re.escape("".join(sorted(table))) + "]"), table
 
 
 def nfkc(text: str) -> str:
@@ -51,11 +52,12 @@ def nfkc(text: str) -> str:
     Why it is exact: mapping characters one by one to their own NFKC forms leaves the full compatibility
     decomposition (NFKD) of the string unchanged, so NFKC(mapped) == NFKC(text); and when ``mapped`` is already in
     NFKC (checked exactly by ``is_normalized``) it is its own NFKC. Chinese captions usually only need the per-character
-    step (full-width punctuation), which ``str.translate`` does several times faster than a full normalisation.
+    step (full-width punctuation), which a regex substitution does several times faster than a full normalisation.
     """
     if unicodedata.is_normalized("NFKC", text):
         return text
-    mapped = text.translate(_nfkc_char_table())
+    pattern, table = _nfkc_changing_chars()
+    mapped = pattern.sub(lambda match: table[match.group()], text)
     return mapped if unicodedata.is_normalized("NFKC", mapped) else unicodedata.normalize("NFKC", mapped)
 
 
@@ -70,8 +72,7 @@ def needs_word_boundary(normalized_name: str) -> bool:
     return all(ord(ch) < _BOUNDARY_LIMIT for ch in normalized_name)
 
 
-def _is_ascii_alnum(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def occurs_on_word_boundary(name: str, text: str) -> bool:
@@ -80,9 +81,7 @@ def occurs_on_word_boundary(name: str, text: str) -> bool:
     size = len(name)
     while start != -1:
         end = start + size
-        if (start == 0 or not _is_ascii_alnum(text[start - 1])) and (
-            end == len(text) or not _is_ascii_alnum(text[end])
-        ):
+        if (start == 0 or text[start - 1] not in _ASCII_ALNUM) and (end == len(text) or text[end] not in _ASCII_ALNUM):
             return True
         start = text.find(name, start + 1)
     return False
@@ -102,6 +101,14 @@ def _normalized_name(name: str) -> tuple[str, bool]:
     """Normalised name and whether it needs the word-boundary rule; toy vocabularies are small, so cache."""
     norm = normalize_text(name)
     return norm, needs_word_boundary(norm)
+
+
+def match_plan(names: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+    """Each name normalised, with whether it needs the word-boundary rule (names that normalise to "" dropped).
+
+    ``ToyAnnotation.match_names`` holds this for its accepted names, computed once per toy.
+    """
+    return tuple(p for p in map(_normalized_name, names) if p[0])
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,6 @@ class ToyMatcher:
 
     def __init__(self, config: MatchConfig | None = None) -> None:
         self.config = config or MatchConfig()
-        # id(toy) -> (toy, its accepted names normalised with their word-boundary flags). Keyed by identity
-        # because hashing a dataclass runs Python code on the hot path; keeping the toy in the value pins its id.
-        self._plans: dict[int, tuple[ToyAnnotation, tuple[tuple[str, bool], ...]]] = {}
-
-    def _plan(self, toy: ToyAnnotation) -> tuple[tuple[str, bool], ...]:
-        entry = self._plans.get(id(toy))
-        if entry is None or entry[0] is not toy:
-            entry = (toy, tuple(p for p in map(_normalized_name, toy.accepted_names) if p[0]))
-            self._plans[id(toy)] = entry
-        return entry[1]
 
     def mention_in_normalized(self, name: str, normalized_text: str) -> bool:
         """Whether raw ``name`` is mentioned in an already normalised text."""
@@ -156,28 +153,24 @@ class ToyMatcher:
 
     def names_normalized(self, toy: ToyAnnotation, normalized_captions: Sequence[str]) -> bool:
         """Whether any accepted name of ``toy`` is mentioned in any of the normalised captions."""
-        if self.config.mode == "fuzzy":
-            return any(
-                self.mention_in_normalized(name, text) for text in normalized_captions for name in toy.accepted_names
-            )
-        # The exact rule, inlined: this is the hot loop of scoring and of every RL reward call.
-        for norm, boundary in self._plan(toy):
-            for text in normalized_captions:
-                if occurs_on_word_boundary(norm, text) if boundary else norm in text:
-                    return True
-        return False
+        return self.named_flags((toy,), normalized_captions)[0]
 
     def named_flags(self, toys: Sequence[ToyAnnotation], normalized_captions: Sequence[str]) -> list[bool]:
         """For each toy, whether it is named by any of the normalised captions (one call per image: hot path)."""
         if self.config.mode == "fuzzy":
-            return [self.names_normalized(toy, normalized_captions) for toy in toys]
-        plans = self._plans
+            return [
+                any(
+                    self.mention_in_normalized(name, text)
+                    for text in normalized_captions
+                    for name in toy.accepted_names
+                )
+                for toy in toys
+            ]
+        # The exact rule, inlined: this is the hot loop of scoring and of every RL reward call.
         flags = []
         for toy in toys:
-            entry = plans.get(id(toy))
-            plan = entry[1] if entry is not None and entry[0] is toy else self._plan(toy)
             hit = False
-            for norm, boundary in plan:
+            for norm, boundary in toy.match_names:
                 for text in normalized_captions:
                     if occurs_on_word_boundary(norm, text) if boundary else norm in text:
                         hit = True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecac_bench.data import GROUNDS, LEVELS, EcacRecord, ToyAnnotation, no_gc
+from ecac_bench.data import LEVELS, TOY_CLASSES, EcacRecord, ToyAnnotation, no_gc
 from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
 
 if TYPE_CHECKING:
@@ -41,17 +41,14 @@ GROUND_WEIGHT: dict[str, float] = {"foreground": 1.0, "background": 0.5}
 LEVEL_SCORE: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
 _N = len(SUBSET_KEYS)
-# A toy's class code = ground index x 3 + level index, i.e. the order of tts_fl, tts_fm, tts_fh, tts_bl, tts_bm, tts_bh.
-_CODE: dict[tuple[str, str], int] = {
-    (level, ground): 3 * gi + li for gi, ground in enumerate(GROUNDS) for li, level in enumerate(LEVELS)
-}
-# Maps per-class counts (6) to per-subset counts (10): all toys, the three levels, then the six classes.
-_CLASS_TO_SUBSET = np.zeros((6, _N), dtype=np.int64)
-for (_level, _ground), _code in _CODE.items():
-    _CLASS_TO_SUBSET[_code, 0] = 1
-    _CLASS_TO_SUBSET[_code, 1 + LEVELS.index(_level)] = 1
-    _CLASS_TO_SUBSET[_code, 4 + _code] = 1
-_CLASS_REWARD = np.array([GROUND_WEIGHT[g] * LEVEL_SCORE[lv] for g in GROUNDS for lv in LEVELS])
+# Maps per-class counts (TOY_CLASSES: the six ground x level classes) to per-subset counts (SUBSET_KEYS: all toys,
+# the three levels, then the six classes).
+_CLASS_TO_SUBSET = np.zeros((len(TOY_CLASSES), _N), dtype=np.int64)
+for _index, (_ground, _level) in enumerate(TOY_CLASSES):
+    _CLASS_TO_SUBSET[_index, 0] = 1
+    _CLASS_TO_SUBSET[_index, 1 + LEVELS.index(_level)] = 1
+    _CLASS_TO_SUBSET[_index, 4 + _index] = 1
+_CLASS_REWARD = np.array([GROUND_WEIGHT[ground] * LEVEL_SCORE[level] for ground, level in TOY_CLASSES])
 _DEFAULT_MATCHER = ToyMatcher()
 
 
@@ -91,20 +88,18 @@ class _Arrays:
     ) -> _Arrays:
         """Match every toy of every (id, toys, raw captions) image: the one place where toys get counted."""
         ids: list[str] = []
-        owners: list[int] = []
-        codes: list[int] = []
+        slots: list[int] = []  # image index x 6 + toy class, one per toy
         hits: list[bool] = []
-        code_of = _CODE
         named_flags = matcher.named_flags
         for i, (image_id, toys, captions) in enumerate(images):
             ids.append(image_id)
             if not toys:
                 continue
             hits += named_flags(toys, [normalize_text(c) for c in captions])
-            owners += [i] * len(toys)
-            codes += [code_of[toy.level, toy.ground] for toy in toys]
+            base = 6 * i
+            slots += [base + toy.toy_class for toy in toys]
         n = len(ids)
-        slot = np.asarray(owners, dtype=np.int64) * 6 + np.asarray(codes, dtype=np.int64)
+        slot = np.asarray(slots, dtype=np.int64)
         total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
         named6 = np.bincount(slot, weights=np.asarray(hits, dtype=np.float64), minlength=6 * n).reshape(n, 6)
         return cls(ids, named6.astype(np.int64) @ _CLASS_TO_SUBSET, total6 @ _CLASS_TO_SUBSET, named6 @ _CLASS_REWARD)
@@ -290,8 +285,9 @@ def _score_captions(
         if field_name not in ("category", "area"):
             raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")
     records = list(dataset)
-    arrays = _Arrays.count([(r.id, r.toys, predictions.get(r.id, ())) for r in records], ToyMatcher(match))
-    predicted = len(records) - sum(1 for r in records if r.id not in predictions)
+    no_caption: tuple[str, ...] = ()
+    arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), ToyMatcher(match))
+    predicted = len(predictions.keys() & set(arrays.ids))
     coverage: dict[str, Any] = {
         "images": len(records),
         "predicted": predicted,

@@ -49,6 +49,12 @@ def _captions_of(row: dict[str, Any], file: str, line: int, problems: list[Probl
 
 def caption_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tuple[str, list[str]] | None:
     """(image id, captions) of one ``{id, caption(s)}`` row."""
+    try:  # the common, well-formed one-caption row, with few calls; anything else gets the detailed checks
+        rec_id, caption = row["id"], row["caption"]
+        if type(rec_id) is str and rec_id and type(caption) is str and "captions" not in row:
+            return rec_id, [caption]
+    except (KeyError, TypeError):
+        pass
     if not isinstance(row, dict):
         problems.append(Problem(file, line, "<record>", f"must be a JSON object, got {type(row).__name__}"))
         return None
@@ -95,14 +101,13 @@ def _load(
     unknown: list[tuple[int, str]] = []
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            if len(problems) >= MAX_PROBLEMS:
+            if problems and len(problems) >= MAX_PROBLEMS:
                 break
-            if not raw.strip():
-                continue
             try:
                 row = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                problems.append(Problem(file, lineno, "<json>", f"invalid JSON: {exc}"))
+                if raw.strip():  # blank lines are allowed (checked only here: this loop runs once per row)
+                    problems.append(Problem(file, lineno, "<json>", f"invalid JSON: {exc}"))
                 continue
             entry = reader(row, file, lineno, problems)
             if entry is None:

@@ -1,11 +1,14 @@
 """The ECAC data format: loading JSONL / Parquet / saved datasets, and every validation error."""
 
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecac_bench import SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
-from ecac_bench.data import MAX_PROBLEMS
+from ecac_bench.data import MAX_PROBLEMS, _Validator
 
 GOOD = {
     "id": "a",
@@ -183,3 +186,70 @@ def test_saved_hf_dataset(tmp_path):
     ds = load_dataset(tmp_path / "saved", split="train")
     assert [r.id for r in ds] == ["t"] and ds.records[0].split == "train"
     assert ds.records[0].image == tmp_path / "saved" / "images" / "a.png"
+
+
+def test_fast_path_does_not_accept_what_the_checks_reject(tmp_path):
+    # A valid toy with aliases ["y"] is cached first; the same toy with aliases "y" (a string) must still fail.
+    good = with_(id="a", toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": ["y"]}])
+    bad = with_(id="b", toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": "y"}])
+    dup = with_(id="a")
+    _, problems = problems_of(tmp_path, [good, bad, dup])
+    assert [(p.line, p.field) for p in problems] == [(2, "toys[0].aliases"), (3, "id")]
+
+
+_JUNK = st.one_of(
+    st.none(), st.integers(), st.sampled_from(["", " ", "LOW", "kitchen", "middle"]), st.lists(st.text(max_size=2))
+)
+
+
+@st.composite
+def _toy_dicts(draw):
+    toy = {
+        "name": draw(st.sampled_from(["x", "积木", "lego"])),
+        "level": draw(st.sampled_from(["low", "medium", "high"])),
+        "ground": draw(st.sampled_from(["foreground", "background"])),
+    }
+    if draw(st.booleans()):
+        toy["aliases"] = draw(st.lists(st.sampled_from(["y", "z"]), max_size=2))
+    return _mutated(draw, toy)
+
+
+def _mutated(draw, obj):
+    """Mostly valid; sometimes a key dropped or its value replaced by junk (including a string for a list)."""
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        key = draw(st.sampled_from(sorted(obj)))
+        if draw(st.booleans()):
+            del obj[key]
+            if not obj:
+                break
+        else:
+            obj[key] = draw(st.one_of(_JUNK, st.just("y")))
+    return obj
+
+
+@st.composite
+def _rows(draw):
+    row = {
+        "id": draw(st.sampled_from(["a", "b", "c"])),
+        "image": draw(st.sampled_from(["i.png", "/abs/i.png"])),
+        "category": draw(st.sampled_from(["outdoor", "classroom", "specialty"])),
+        "area": "美工区",
+        "caption": "ref",
+        "split": draw(st.sampled_from([None, "test"])),
+        "toys": draw(st.lists(_toy_dicts(), max_size=3)),
+    }
+    return _mutated(draw, row)
+
+
+@given(st.lists(_rows(), max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_fast_path_agrees_with_the_detailed_checks(rows):
+    """Every row is parsed both ways on twin validators: the fast path either defers or builds the same record.
+
+    Identical toys and repeated ids across rows exercise the toy cache and the duplicate check of the fast path."""
+    fast_side, checked_side = _Validator("f", Path("/d"), "line"), _Validator("f", Path("/d"), "line")
+    for line, row in enumerate(rows, start=1):
+        fast = fast_side.record_fast(row, line) or fast_side.record_checked(row, line)
+        checked = checked_side.record_checked(row, line)
+        assert fast == checked
+        assert fast_side.problems == checked_side.problems
