@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
         return args.func(args)
-    except (DataValidationError, FileNotFoundError, ValueError, ClientConfigError, FatalAPIError) as exc:
-        # Bad input or an endpoint that rejects every request: a clear message and exit code 2, no traceback.
+    except (DataValidationError, FileNotFoundError, ImportError, ValueError, ClientConfigError, FatalAPIError) as exc:
+        # Bad input, a missing optional extra, or an endpoint that rejects every request: a clear message and exit
+        # code 2, no traceback.
         # Judge answers received before a FatalAPIError are already in the response cache.
         print(f"error: {exc}", file=sys.stderr)
         return 2
