@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from scipy import stats
 
-from ecac_bench.data import DataValidationError, Problem
+from ecac_bench.data import DataValidationError, Problem, jsonl_rows, problem_sink
 
 # image id -> caption id -> value
 Table = dict[str, dict[str, float]]
@@ -35,23 +34,16 @@ Table = dict[str, dict[str, float]]
 def _read_jsonl(path: Path, problems: list[Problem]) -> list[tuple[int, dict[str, Any]]]:
     """Rows with a usable ``id`` and ``caption_id``; every other line adds a problem."""
     rows = []
-    with Path(path).open("rb") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                problems.append(Problem(str(path), line_no, "-", f"not valid JSON: {exc}"))
-                continue
-            if not isinstance(row, dict):
-                problems.append(Problem(str(path), line_no, "-", "each line must be a JSON object"))
-                continue
-            bad = [k for k in ("id", "caption_id") if type(row.get(k)) not in (str, int)]
-            for key in bad:
-                problems.append(Problem(str(path), line_no, key, "missing, or not a string/integer"))
-            if not bad:
-                rows.append((line_no, row))
+    path = Path(path)
+    for line_no, row in jsonl_rows(path, problem_sink(problems, path)):
+        if not isinstance(row, dict):
+            problems.append(Problem(str(path), line_no, "<record>", "each line must be a JSON object"))
+            continue
+        bad = [k for k in ("id", "caption_id") if type(row.get(k)) not in (str, int)]
+        for key in bad:
+            problems.append(Problem(str(path), line_no, key, "missing, or not a string/integer"))
+        if not bad:
+            rows.append((line_no, row))
     return rows
 
 

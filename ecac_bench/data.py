@@ -16,7 +16,7 @@ import gc
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,14 +342,21 @@ class _Validator:
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))  # type: ignore[arg-type]
 
 
-def _jsonl_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
+def problem_sink(problems: list[Problem], path: Path) -> Callable[[int, str, str], None]:
+    """A ``problem(line, field, message)`` callback appending to ``problems`` for ``path`` (see jsonl_rows)."""
+    return lambda line, field, message: problems.append(Problem(str(path), line, field, message))
+
+
+def jsonl_rows(path: Path, problem: Callable[[int, str, str], None]) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every non-blank line of a JSONL file; a line that is not JSON is reported as
+    ``problem(line, "<json>", message)`` and skipped. Every JSONL input of the project is read through here."""
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
                 yield lineno, orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 if raw.strip():  # blank lines are allowed (checked only here: this loop runs once per record)
-                    validator.problem(lineno, "<json>", f"invalid JSON: {exc}")
+                    problem(lineno, "<json>", f"invalid JSON: {exc}")
 
 
 def _hash_path(path: Path) -> str:
@@ -387,7 +394,7 @@ def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
 
         return enumerate(pq.read_table(path).to_pylist(), start=1)
     if path.suffix in (".jsonl", ".json"):
-        return _jsonl_rows(path, validator)
+        return jsonl_rows(path, validator.problem)
     raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
 
 

@@ -87,15 +87,6 @@ def occurs_on_word_boundary(name: str, text: str) -> bool:
     return False
 
 
-def exact_mention(normalized_name: str, normalized_text: str) -> bool:
-    """The exact rule for one normalised name in one normalised text."""
-    if not normalized_name:
-        return False
-    if needs_word_boundary(normalized_name):
-        return occurs_on_word_boundary(normalized_name, normalized_text)
-    return normalized_name in normalized_text
-
-
 @lru_cache(maxsize=65536)
 def _normalized_name(name: str) -> tuple[str, bool]:
     """Normalised name and whether it needs the word-boundary rule; toy vocabularies are small, so cache."""

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
-from ecac_bench.data import MAX_PROBLEMS, DataValidationError, EcacDataset, Problem, no_gc
+from ecac_bench.data import MAX_PROBLEMS, DataValidationError, EcacDataset, Problem, jsonl_rows, no_gc, problem_sink
 from ecac_bench.lmms_samples import looks_like_lmms_eval_samples, sample_entry
 
 PredictionsFormat = Literal["auto", "captions", "lmms-eval"]
@@ -99,29 +97,22 @@ def _load(
     predictions: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
     unknown: list[tuple[int, str]] = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if problems and len(problems) >= MAX_PROBLEMS:
-                break
-            try:
-                row = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if raw.strip():  # blank lines are allowed (checked only here: this loop runs once per row)
-                    problems.append(Problem(file, lineno, "<json>", f"invalid JSON: {exc}"))
-                continue
-            entry = reader(row, file, lineno, problems)
-            if entry is None:
-                continue
-            rec_id, captions = entry
-            if rec_id in first_line:
-                problems.append(
-                    Problem(file, lineno, "id", f"duplicate id {rec_id!r} (first at line {first_line[rec_id]})")
-                )
-            elif rec_id not in known:
-                unknown.append((lineno, rec_id))
-            else:
-                first_line[rec_id] = lineno
-                predictions[rec_id] = captions
+    for lineno, row in jsonl_rows(path, problem_sink(problems, path)):
+        if problems and len(problems) >= MAX_PROBLEMS:
+            break
+        entry = reader(row, file, lineno, problems)
+        if entry is None:
+            continue
+        rec_id, captions = entry
+        if rec_id in first_line:
+            problems.append(
+                Problem(file, lineno, "id", f"duplicate id {rec_id!r} (first at line {first_line[rec_id]})")
+            )
+        elif rec_id not in known:
+            unknown.append((lineno, rec_id))
+        else:
+            first_line[rec_id] = lineno
+            predictions[rec_id] = captions
     if unknown:
         shown = ", ".join(f"{i!r} (line {n})" for n, i in unknown[:_SHOW_IDS])
         problems.append(Problem(file, None, "id", f"{len(unknown)} id(s) not in dataset {dataset.path}: {shown}"))

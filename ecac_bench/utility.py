@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ecac_bench.data import DataValidationError, EcacDataset, Problem
+from ecac_bench.data import DataValidationError, EcacDataset, Problem, jsonl_rows, problem_sink
 from ecac_bench.llm_client import LLMClient, complete_parsed, user_message
 from ecac_bench.prompts import load_prompt
 
@@ -91,21 +91,13 @@ def load_questions(path: str | Path, dataset: EcacDataset | None = None) -> list
         raise FileNotFoundError(f"{path}: questions file not found")
     problems: list[Problem] = []
     items: list[QAItem] = []
-    with path.open("rb") as fh:
-        for line, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                problems.append(Problem(str(path), line, "<json>", f"invalid JSON: {exc}"))
-                continue
-            item = qa_item_from_row(row, str(path), line, problems)
-            if item is not None:
-                if dataset is not None and item.id not in dataset.by_id:
-                    problems.append(Problem(str(path), line, "id", f"{item.id!r} is not in dataset {dataset.path}"))
-                else:
-                    items.append(item)
+    for line, row in jsonl_rows(path, problem_sink(problems, path)):
+        item = qa_item_from_row(row, str(path), line, problems)
+        if item is not None:
+            if dataset is not None and item.id not in dataset.by_id:
+                problems.append(Problem(str(path), line, "id", f"{item.id!r} is not in dataset {dataset.path}"))
+            else:
+                items.append(item)
     if problems:
         raise DataValidationError(problems)
     return items

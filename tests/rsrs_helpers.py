@@ -8,7 +8,6 @@ carries its record id as a ``[id]`` tag so the rollout knows whose captions it w
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -76,11 +75,3 @@ class ScriptedRollout:
 
 def flat_params(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-
-
-def build_tiny(path: Path) -> Path:
-    from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl
-
-    if not (path / "config.json").exists():
-        build_tiny_qwen2_5_vl(path)
-    return path

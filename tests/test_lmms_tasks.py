@@ -32,7 +32,6 @@ from ecac_bench import (
 from ecac_bench.leaderboard import parse_results_file
 from ecac_bench.lmms_plugin import TASKS_DIR, TESTED_LMMS_EVAL, LmmsEvalIncompatible, install_task_path
 from ecac_bench.lmms_samples import load_lmms_eval_samples
-from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -267,11 +266,6 @@ def test_toy_precision_task_extracts_through_the_judge_client(
 
 
 # --- the real CLI -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen"))
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fake_judge import fake_model
 from judge_server import JudgeServer
-from rsrs_helpers import NEUTRAL_CAPTION, ScriptedRollout, build_tiny, tagged_dataset, train_records
+from rsrs_helpers import NEUTRAL_CAPTION, ScriptedRollout, tagged_dataset, train_records
 
 from ecac_bench.llm_client import ClientConfig, LLMClient, ResponseCache
 from trainers.data import load_model_and_processor
@@ -19,14 +19,7 @@ from trainers.rsrs import RSRSConfig, RSRSTrainer
 G = 4
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny(tmp_path_factory.mktemp("tiny_qwen"))
-
-
-@pytest.fixture(autouse=True)
-def _quiet_rollout_func(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+pytestmark = pytest.mark.usefixtures("quiet_trl_experimental")
 
 
 def by_slot(name: str, values: list[float | None]):
@@ -52,9 +45,9 @@ class AdvantageRecorder(RSRSTrainer):
         return output
 
 
-def run_one_step(model_dir: Path, tmp_path: Path, reward_funcs, **config) -> AdvantageRecorder:
+def run_one_step(tiny_qwen: Path, tmp_path: Path, reward_funcs, **config) -> AdvantageRecorder:
     records = train_records(1)
-    model, processor = load_model_and_processor(str(model_dir))
+    model, processor = load_model_and_processor(str(tiny_qwen))
     args = RSRSConfig(
         output_dir=str(tmp_path / "out"),
         use_cpu=True,
@@ -87,9 +80,9 @@ def run_one_step(model_dir: Path, tmp_path: Path, reward_funcs, **config) -> Adv
 TIED = [by_slot("r1", [1, 0, 0, 0]), by_slot("r2", [0, 1, 0, 0]), by_slot("r3", [0, 0, 1, 1])]
 
 
-def test_c_gdpo_advantages_differ_from_grpo_when_sums_tie(model_dir: Path, tmp_path: Path) -> None:
-    grpo = run_one_step(model_dir, tmp_path / "grpo", TIED, multi_objective_aggregation="sum_then_normalize")
-    gdpo = run_one_step(model_dir, tmp_path / "gdpo", TIED, multi_objective_aggregation="normalize_then_sum")
+def test_c_gdpo_advantages_differ_from_grpo_when_sums_tie(tiny_qwen: Path, tmp_path: Path) -> None:
+    grpo = run_one_step(tiny_qwen, tmp_path / "grpo", TIED, multi_objective_aggregation="sum_then_normalize")
+    gdpo = run_one_step(tiny_qwen, tmp_path / "gdpo", TIED, multi_objective_aggregation="normalize_then_sum")
     assert torch.allclose(grpo.advantages[0], torch.zeros(G))
     # By hand (sample std, as TRL's nanstd): r1 -> (1.5, -.5, -.5, -.5), r2 -> (-.5, 1.5, -.5, -.5),
     # r3 -> (-.866, -.866, .866, .866); sum -> (.134, .134, -.134, -.134); batch-normalised -> +-0.866.
@@ -109,7 +102,7 @@ def test_length_mask_unit() -> None:
     assert only_low(completions=completions, caption=[reference] * 4) == [None, 1.0, 1.0, 1.0]
 
 
-def test_masking_removes_the_linguistic_term_in_the_trainer(model_dir: Path, tmp_path: Path) -> None:
+def test_masking_removes_the_linguistic_term_in_the_trainer(tiny_qwen: Path, tmp_path: Path) -> None:
     """Masked values reach TRL as NaN: excluded from the reward, not counted as zero."""
     records = train_records(1)
     reference = records[0].caption
@@ -117,7 +110,7 @@ def test_masking_removes_the_linguistic_term_in_the_trainer(model_dir: Path, tmp
     ratios = [length_ratio(t, reference) for t in texts]
     band = (min(ratios) + 1e-9, max(ratios) + 1)  # masks exactly the shortest caption(s)
     linguistic = mask_outside_length_band(by_slot("linguistic", [0.9, 0.8, 0.7, 0.6]), *band)
-    trainer = run_one_step(model_dir, tmp_path, [by_slot("toy", [1, 0, 0, 0]), linguistic])
+    trainer = run_one_step(tiny_qwen, tmp_path, [by_slot("toy", [1, 0, 0, 0]), linguistic])
     column = trainer.rewards_per_func[0][:, 1]
     masked = [r <= band[0] for r in ratios]
     assert any(masked) and not all(masked)
@@ -132,7 +125,7 @@ def rollout_text(record, slot: int) -> str:
     return f"孩子们在玩{record.toys[0].name}。" if slot == 0 and record.toys else NEUTRAL_CAPTION
 
 
-def test_judged_rewards_reach_the_trainer(model_dir: Path, tmp_path: Path) -> None:
+def test_judged_rewards_reach_the_trainer(tiny_qwen: Path, tmp_path: Path) -> None:
     with JudgeServer() as server:
         server.state.responder = fake_model
         config = ClientConfig.resolve(model="fake", base_url=server.base_url, api_key="sk-test", env={})
@@ -141,7 +134,7 @@ def test_judged_rewards_reach_the_trainer(model_dir: Path, tmp_path: Path) -> No
         args = RewardArguments(rewards=["toy", "precision", "recall", "linguistic"], judge_lang="en")
         funcs = build_reward_funcs(args, clients)
         trainer = run_one_step(
-            model_dir,
+            tiny_qwen,
             tmp_path,
             funcs,
             reward_weights=[1.0, 0.5, 0.5, 0.25],

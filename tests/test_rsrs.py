@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import trl
-from rsrs_helpers import NEUTRAL_CAPTION, ScriptedRollout, build_tiny, flat_params, tagged_dataset, train_records
+from rsrs_helpers import NEUTRAL_CAPTION, ScriptedRollout, flat_params, tagged_dataset, train_records
 from transformers import TrainerCallback
 from trl import GRPOTrainer, SFTConfig, SFTTrainer
 
@@ -25,14 +25,7 @@ from trainers.rsrs import RSRSConfig, RSRSTrainer, ecac_reward
 ITERATIONS = 2  # RSRSConfig's default num_iterations: optimizer steps per RSRS step
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny(tmp_path_factory.mktemp("tiny_qwen"))
-
-
-@pytest.fixture(autouse=True)
-def _quiet_rollout_func(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+pytestmark = pytest.mark.usefixtures("quiet_trl_experimental")
 
 
 class StepRecorder(TrainerCallback):
@@ -92,8 +85,8 @@ def _config(tmp_path: Path, rsrs_steps: int, **overrides) -> RSRSConfig:
     return RSRSConfig(**values)
 
 
-def _trainer(cls, model_dir: Path, config, records, zero_ids: set[str]):
-    model, processor = load_model_and_processor(str(model_dir))
+def _trainer(cls, tiny_qwen: Path, config, records, zero_ids: set[str]):
+    model, processor = load_model_and_processor(str(tiny_qwen))
     rollout = ScriptedRollout(records, zero_ids)
     trainer = cls(
         model=model,
@@ -109,13 +102,13 @@ def _trainer(cls, model_dir: Path, config, records, zero_ids: set[str]):
 
 
 def test_zero_reward_images_fill_the_buffer_and_trigger_sft_exactly_at_batch_size(
-    model_dir: Path, tmp_path: Path
+    tiny_qwen: Path, tmp_path: Path
 ) -> None:
     records = train_records(6)
     ids = [r.id for r in records]
     zero = {ids[1], ids[3]}
     trainer, rollout, recorder = _trainer(
-        RecordingRSRSTrainer, model_dir, _config(tmp_path, rsrs_steps=6), records, zero
+        RecordingRSRSTrainer, tiny_qwen, _config(tmp_path, rsrs_steps=6), records, zero
     )
     trainer.train()
 
@@ -158,9 +151,9 @@ def test_zero_reward_images_fill_the_buffer_and_trigger_sft_exactly_at_batch_siz
     assert clipped[0] == 0.0 and clipped[1] > 0.0
 
 
-def test_sft_loss_is_the_nll_of_the_caption_tokens_only(model_dir: Path, tmp_path: Path) -> None:
+def test_sft_loss_is_the_nll_of_the_caption_tokens_only(tiny_qwen: Path, tmp_path: Path) -> None:
     records = train_records(2)
-    trainer, _, _ = _trainer(RSRSTrainer, model_dir, _config(tmp_path, rsrs_steps=1), records, set())
+    trainer, _, _ = _trainer(RSRSTrainer, tiny_qwen, _config(tmp_path, rsrs_steps=1), records, set())
     row = grpo_dataset(records)[0]
     inputs = trainer._sft_inputs([row])
     labels = inputs["labels"][0]
@@ -180,9 +173,9 @@ def test_sft_loss_is_the_nll_of_the_caption_tokens_only(model_dir: Path, tmp_pat
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_warmup_sft_trains_on_caption_tokens_only(model_dir: Path, tmp_path: Path) -> None:
+def test_warmup_sft_trains_on_caption_tokens_only(tiny_qwen: Path, tmp_path: Path) -> None:
     records = train_records(2)
-    model, processor = load_model_and_processor(str(model_dir))
+    model, processor = load_model_and_processor(str(tiny_qwen))
     config = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_length=None)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records), processing_class=processor)
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -190,13 +183,13 @@ def test_warmup_sft_trains_on_caption_tokens_only(model_dir: Path, tmp_path: Pat
     assert processor.tokenizer.decode(labels[labels != -100]).rstrip("\n") == records[0].caption + "<|im_end|>"
 
 
-def test_switch_off_is_plain_grpo(model_dir: Path, tmp_path: Path) -> None:
+def test_switch_off_is_plain_grpo(tiny_qwen: Path, tmp_path: Path) -> None:
     records = train_records(3)
     zero = {records[1].id}
     config = _config(tmp_path, rsrs_steps=3, rsrs_switch=False)
-    rsrs_trainer, _, _ = _trainer(RSRSTrainer, model_dir, config, records, zero)
+    rsrs_trainer, _, _ = _trainer(RSRSTrainer, tiny_qwen, config, records, zero)
     rsrs_trainer.train()
-    grpo_trainer, _, _ = _trainer(GRPOTrainer, model_dir, config, records, zero)
+    grpo_trainer, _, _ = _trainer(GRPOTrainer, tiny_qwen, config, records, zero)
     grpo_trainer.train()
 
     assert rsrs_trainer.rsrs_modes == ["grpo"] * 3
@@ -252,13 +245,13 @@ def test_config_validation(tmp_path: Path) -> None:
     assert (config.beta, config.num_generations, config.num_iterations) == (0.0, 4, 2)
 
 
-def test_a_resumed_run_keeps_the_zero_reward_buffer(model_dir: Path, tmp_path: Path) -> None:
+def test_a_resumed_run_keeps_the_zero_reward_buffer(tiny_qwen: Path, tmp_path: Path) -> None:
     records = train_records(6)
     ids = [r.id for r in records]
     zero = {ids[1], ids[3]}
     # Stop after RSRS step 4 with two images in the buffer, saving a checkpoint there ...
     first, _, _ = _trainer(
-        RSRSTrainer, model_dir, _config(tmp_path, rsrs_steps=4, save_strategy="steps", save_steps=8), records, zero
+        RSRSTrainer, tiny_qwen, _config(tmp_path, rsrs_steps=4, save_strategy="steps", save_steps=8), records, zero
     )
     first.train()
     assert len(first.zero_reward_buffer) == 2
@@ -266,7 +259,7 @@ def test_a_resumed_run_keeps_the_zero_reward_buffer(model_dir: Path, tmp_path: P
     assert (checkpoint / "rsrs_state_rank0.pt").is_file()
 
     # ... then resume with a budget of 6 steps: step 5 is the SFT step on the restored buffer.
-    second, rollout, _ = _trainer(RecordingRSRSTrainer, model_dir, _config(tmp_path, rsrs_steps=6), records, zero)
+    second, rollout, _ = _trainer(RecordingRSRSTrainer, tiny_qwen, _config(tmp_path, rsrs_steps=6), records, zero)
     second.train(resume_from_checkpoint=str(checkpoint))
     assert second.rsrs_modes == ["grpo", "grpo", "grpo", "grpo", "sft", "grpo"]
     assert second.sft_batches == [[ids[1], ids[3]]]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rsrs_helpers import build_tiny, train_records
+from rsrs_helpers import train_records
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("rsrs_dist_worker.py")
@@ -21,8 +21,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_agree_on_the_step_mode(tmp_path: Path) -> None:
-    model_dir = build_tiny(tmp_path / "tiny")
+def test_two_processes_agree_on_the_step_mode(tiny_qwen: Path, tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(WORKER.parent)]), "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -31,7 +30,7 @@ def test_two_processes_agree_on_the_step_mode(tmp_path: Path) -> None:
         "--master_addr=127.0.0.1",
         f"--master_port={_free_port()}",
         str(WORKER),
-        str(model_dir),
+        str(tiny_qwen),
         str(tmp_path),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

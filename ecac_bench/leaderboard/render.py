@@ -15,19 +15,11 @@ from ecac_bench.data import SAMPLE_NAME
 from ecac_bench.leaderboard.charts import bars_per_level, scatter_tts_judge
 from ecac_bench.leaderboard.entries import BALANCED_KEYS, LABELS, UTILITY_KEYS, Row
 from ecac_bench.leaderboard.ranking import RANK_DECIMALS, Board
+from ecac_bench.metrics import SUBSET_KEYS
 
 SCHEMA = "ecac-bench/leaderboard@1"
 MAIN_METRICS: tuple[str, ...] = ("tts", "tts_l", "tts_m", "tts_h", "judge_score", "toy_precision")
-FINE_METRICS: tuple[str, ...] = (
-    "tts_fl",
-    "tts_fm",
-    "tts_fh",
-    "tts_bl",
-    "tts_bm",
-    "tts_bh",
-    "reward",
-    "avg_toy_count",
-)
+FINE_METRICS: tuple[str, ...] = (*SUBSET_KEYS[4:], "reward", "avg_toy_count")  # the six level x ground TTS
 # Optional columns: a board shows them only when one of its rows has them (they cost judge calls to measure).
 SIBLING_METRICS: tuple[str, ...] = (*UTILITY_KEYS, *BALANCED_KEYS)
 ALL_METRICS: tuple[str, ...] = (*MAIN_METRICS, *FINE_METRICS, *SIBLING_METRICS)
