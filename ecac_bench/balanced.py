@@ -18,16 +18,13 @@ the repair turns), or whose reference has no assertion, is excluded and counted 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm_client import LLMClient, complete_parsed, user_message
+from ecac_bench.llm_client import LLMClient, complete_parsed, json_in_answer, user_message
 from ecac_bench.prompts import load_prompt
 from ecac_bench.toy_precision import parse_name_list
 
@@ -135,16 +132,6 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-def _json_of(text: str, opener: str, closer: str) -> Any:
-    start, end = text.find(opener), text.rfind(closer)
-    if start == -1 or end <= start:
-        return None
-    try:
-        return orjson.loads(text[start : end + 1])
-    except orjson.JSONDecodeError:
-        return None
-
-
 def parse_assertions(text: str) -> tuple[list[str] | None, str | None]:
     """A JSON list of assertion strings (fenced or among stray text); ``[]`` is valid."""
     return parse_name_list(text)
@@ -152,7 +139,7 @@ def parse_assertions(text: str) -> tuple[list[str] | None, str | None]:
 
 def parse_verdicts(text: str, n: int) -> tuple[list[tuple[bool, bool]] | None, str | None]:
     """``n`` objects ``{"verified": bool, "pointable": bool}`` in assertion order."""
-    data = _json_of(text, "[", "]")
+    data = json_in_answer(text, "[")
     if not isinstance(data, list):
         return None, "no JSON list found"
     if len(data) != n:
@@ -170,7 +157,7 @@ def parse_verdicts(text: str, n: int) -> tuple[list[tuple[bool, bool]] | None, s
 
 def parse_coverage(text: str, n: int) -> tuple[list[bool] | None, str | None]:
     """``n`` booleans, one per reference assertion."""
-    data = _json_of(text, "[", "]")
+    data = json_in_answer(text, "[")
     if not isinstance(data, list):
         return None, "no JSON list found"
     flags = [_bool(x) for x in data]
@@ -181,7 +168,7 @@ def parse_coverage(text: str, n: int) -> tuple[list[bool] | None, str | None]:
 
 def parse_linguistic(text: str) -> tuple[dict[str, float] | None, str | None]:
     """``{"clarity": 1-5, "fluency": 1-5, "coherence": 1-5}`` (numbers may be strings)."""
-    data = _json_of(re.sub(r"[“”]", '"', text), "{", "}")
+    data = json_in_answer(text, "{")
     if not isinstance(data, dict):
         return None, "no JSON object found"
     out = {}

@@ -590,6 +590,22 @@ def answer_blocks(text: str) -> list[str]:
     return [*_FENCE.findall(clean), clean]
 
 
+def json_in_answer(text: str, opener: str = "[") -> Any:
+    """The JSON list (``opener="["``) or object (``"{"``) in a model answer, or None: the outermost span from the
+    first opener to the last closer, tried in the answer as it is (quotes inside strings intact), then in each of
+    :func:`answer_blocks` (code fences, typographic quotes made ASCII, reasoning removed)."""
+    closer = {"[": "]", "{": "}"}[opener]
+    for block in (text, *answer_blocks(text)):
+        start, end = block.find(opener), block.rfind(closer)
+        if start == -1 or end <= start:
+            continue
+        try:
+            return orjson.loads(block[start : end + 1])
+        except orjson.JSONDecodeError:
+            continue
+    return None
+
+
 def failure_counts(errors: Iterable[str | None]) -> dict[str, int]:
     """Failures counted by reason for reports (the attempt count left out, so equal reasons group together)."""
     return dict(Counter(re.sub(r" \(after \d+ attempts\)$", "", e) for e in errors if e))

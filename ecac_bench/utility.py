@@ -27,10 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ecac_bench.data import DataValidationError, EcacDataset, Problem, jsonl_rows, problem_sink
-from ecac_bench.llm_client import LLMClient, complete_parsed, user_message
+from ecac_bench.llm_client import LLMClient, complete_parsed, json_in_answer, user_message
 from ecac_bench.prompts import load_prompt
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -317,15 +315,9 @@ async def filter_questions(
 
 def parse_generated_questions(text: str, image_id: str) -> tuple[list[QAItem] | None, str | None]:
     """Questions from a VLM's ``make-qa`` answer: a JSON list of {question, options, answer}, fenced or not."""
-    start, end = text.find("["), text.rfind("]")
-    if start == -1 or end <= start:
-        return None, "no JSON list found"
-    try:
-        data = orjson.loads(text[start : end + 1])
-    except orjson.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc}"
+    data = json_in_answer(text, "[")
     if not isinstance(data, list):
-        return None, "not a list"
+        return None, "no JSON list found"
     problems: list[Problem] = []
     items = [
         item

@@ -141,3 +141,18 @@ def test_balanced_parsers():
         "coherence": 3.0,
     }
     assert "within 1-5" in parse_linguistic('{"clarity": 9, "fluency": 5, "coherence": 3}')[1]
+
+
+def test_json_in_answer_forms():
+    from ecac_bench.llm_client import json_in_answer
+
+    assert json_in_answer("Sure.\n```json\n[1, 2]\n```") == [1, 2]
+    assert json_in_answer("{“clarity”: 4}", "{") == {"clarity": 4}  # typographic quotes
+    assert json_in_answer('[{"q": "他说“好”"}]') == [{"q": "他说“好”"}]  # quotes inside strings kept
+    assert json_in_answer("<think>[nope</think> answer: [true]") == [True]
+    assert json_in_answer("no json here") is None and json_in_answer("[1, 2", "[") is None
+    assert parse_linguistic("{“clarity”: 4, “fluency”: 5, “coherence”: 3}")[0] == {
+        "clarity": 4.0,
+        "fluency": 5.0,
+        "coherence": 3.0,
+    }
