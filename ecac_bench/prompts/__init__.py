@@ -6,6 +6,7 @@ bump it whenever a change alters what the answers mean (the rendered text is in 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -29,11 +30,21 @@ class PromptTemplate:
     name: str
     version: str
     template: jinja2.Template
+    source: str
 
     @property
     def tag(self) -> str:
         """``name@version``: what reports and cache keys record."""
         return f"{self.name}@{self.version}"
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the template file: two runs asked the same question only when these are equal."""
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    def identity(self) -> dict[str, str]:
+        """``{"id": name@version, "sha256": ...}``: how a prompt is named in reports and signatures."""
+        return {"id": self.tag, "sha256": self.sha256}
 
     def render(self, **variables: Any) -> str:
         return self.template.render(**variables).strip()
@@ -47,7 +58,8 @@ def load_prompt(task: str, lang: str = "zh") -> PromptTemplate:
     if not path.is_file():
         available = sorted(p.name for p in PROMPTS_DIR.glob(f"{task}.*.j2"))
         raise ValueError(f"no prompt template {path.name}; available: {', '.join(available) or 'none'}")
-    match = _VERSION.search(path.read_text(encoding="utf-8"))
+    source = path.read_text(encoding="utf-8")
+    match = _VERSION.search(source)
     if match is None:
         raise ValueError(f"{path}: first line must be a '{{#- version: N -#}}' comment")
-    return PromptTemplate(name, match.group(1), _ENV.get_template(path.name))
+    return PromptTemplate(name, match.group(1), _ENV.get_template(path.name), source)

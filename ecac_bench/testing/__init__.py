@@ -1,1 +1,1 @@
-"""Helpers for tests and CI: tiny local models, environment fixes."""
+"""Helpers for tests, the smoke recipe and the GPU check: tiny, randomly initialised local models."""

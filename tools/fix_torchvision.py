@@ -10,17 +10,19 @@ This module guards those two decorators the same way the file guards the rest, a
 parts (transforms, io) work and only ``torchvision.ops`` (which needs the missing C++ ops) stays unavailable.
 It edits nothing when torchvision already imports, so it is a no-op on GPU machines and safe to re-run.
 
-Run after installing: ``python -m ecac_bench.testing.fix_torchvision``.
+Run after installing (``make setup-dev`` does): ``python tools/fix_torchvision.py``. An environment fix for the
+tests on CPU machines, not part of the installed package.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-_MARKER = "# ecac-bench: guarded, see ecac_bench/testing/fix_torchvision.py"
+_MARKER = "# ecac-bench: guarded, see tools/fix_torchvision.py in ecac-bench"
 _UNGUARDED = (
     '@torch.library.register_fake("torchvision::nms")',
     '@torch.library.register_fake("torchvision::qnms")',
@@ -60,7 +62,11 @@ def fix_torchvision() -> str:
     patched = guard_source(source)
     if patched == source:
         raise RuntimeError(f"{path}: torchvision fails to import and the known decorators were not found")
-    path.write_text(patched, encoding="utf-8")
+    # A new file renamed over the old one: installers such as uv hard-link site-packages files to their cache, and
+    # writing in place would patch the cached wheel (and every environment made from it) too.
+    tmp = path.with_name(path.name + ".ecac-tmp")
+    tmp.write_text(patched, encoding="utf-8")
+    os.replace(tmp, path)
     ok, error = _torchvision_imports()
     if not ok:
         raise RuntimeError(f"patched {path} but torchvision still fails to import: {error}")
