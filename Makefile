@@ -53,16 +53,16 @@ lock: $(UV)
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		$(TORCH_SOURCE) --no-emit-find-links --no-emit-index-url \
 		-c requirements/torch-cpu.txt -o $(LOCK) --custom-compile-command "make lock"
-	$(BIN)/python tools/check_lock.py $(LOCK)
+	$(BIN)/python -m tools.check_lock $(LOCK)
 
 # The GPU machines' environments (Linux x86-64, Python 3.12): checked from package metadata alone, no download of
 # the vLLM wheel. `make check-gpu-env GPU_LOCK=1` rewrites the pinned files from their .in files.
 check-gpu-env: $(UV)
-	$(BIN)/python tools/gpu_env.py $(if $(GPU_LOCK),--write,--check)
+	$(BIN)/python -m tools.gpu_env $(if $(GPU_LOCK),--write,--check)
 
 # Which newer releases (within pyproject.toml's ranges) would break the tests: a throwaway venv, the fast tests.
 drift: $(UV)
-	$(BIN)/python tools/drift.py
+	$(BIN)/python -m tools.drift
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

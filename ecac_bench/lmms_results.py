@@ -5,7 +5,8 @@ crashes, when a dependency is missing, or when no results file is written at all
 
 passes (exit 0, prints the results file) only when the newest ``*_results.json`` under RUN_DIR (newer than FILE,
 when given) holds every requested task (a group stands for its subtasks, as the file's ``group_subtasks`` lists
-them) with at least one finite numeric metric; otherwise it names what is missing and exits 2. The baseline
+them) with at least one finite numeric metric and, with ``--max-failed N``, at most N failed generations per task
+(the tasks' ``n_failed_generations``); otherwise it names what is wrong and exits 2. The baseline
 scripts, ``trainers/rsrs.sh`` and the tests all check runs through here.
 """
 
@@ -19,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+# The count of generations the backend reported as failed (excluded from every metric), as the ECAC tasks report it.
+FAILED_KEY = "n_failed_generations"
+
 
 class RunCheckError(RuntimeError):
     """The run did not produce the results it was asked for."""
@@ -27,7 +31,9 @@ class RunCheckError(RuntimeError):
 def newest_results_file(run_dir: Path, newer_than: float | None = None) -> Path | None:
     """The most recently written ``*_results.json`` under ``run_dir`` (modified after ``newer_than``, an epoch)."""
     candidates = [
-        p for p in run_dir.rglob("*_results.json") if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
+        p
+        for p in run_dir.rglob("*_results.json")
+        if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
     ]
     return max(candidates, key=lambda p: (p.stat().st_mtime, p.name), default=None)
 
@@ -54,7 +60,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def results_problems(data: Any, requested: Sequence[str]) -> list[str]:
+def results_problems(data: Any, requested: Sequence[str], max_failed: int | None = None) -> list[str]:
     """Why a parsed results file does not hold the requested tasks (empty when it does)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         return ["not an lmms-eval results file (no 'results' object)"]
@@ -69,10 +75,15 @@ def results_problems(data: Any, requested: Sequence[str]) -> list[str]:
         numeric = [k for k, v in values.items() if not k.endswith("_stderr,none") and k != "alias" and _is_number(v)]
         if not numeric:
             problems.append(f"task {task}: no numeric metric (got {dict(values)})")
+        failed = values.get(f"{FAILED_KEY},none")
+        if max_failed is not None and _is_number(failed) and failed > max_failed:
+            problems.append(f"task {task}: {int(failed)} failed generation(s), more than the {max_failed} allowed")
     return problems
 
 
-def check_run(run_dir: Path, tasks: Sequence[str], newer_than: float | None = None) -> Path:
+def check_run(
+    run_dir: Path, tasks: Sequence[str], newer_than: float | None = None, max_failed: int | None = None
+) -> Path:
     """The results file of a finished run that holds every task of ``tasks``; raises :class:`RunCheckError`."""
     path = newest_results_file(run_dir, newer_than)
     if path is None:
@@ -81,7 +92,7 @@ def check_run(run_dir: Path, tasks: Sequence[str], newer_than: float | None = No
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunCheckError(f"{path}: unreadable results file: {exc}") from None
-    problems = results_problems(data, tasks)
+    problems = results_problems(data, tasks, max_failed)
     if problems:
         raise RunCheckError(f"{path}: the run is incomplete:\n" + "\n".join(f"  {p}" for p in problems))
     return path
@@ -92,11 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="the --output_path of the lmms-eval run")
     parser.add_argument("--tasks", required=True, help="the --tasks given to lmms-eval (comma-separated)")
     parser.add_argument("--newer-than", type=Path, default=None, help="ignore results files older than this file")
+    parser.add_argument(
+        "--max-failed", type=int, default=None, help="fail when a task reports more failed generations than this"
+    )
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     try:
         since = args.newer_than.stat().st_mtime if args.newer_than is not None else None
-        print(check_run(args.run_dir, tasks, since))
+        print(check_run(args.run_dir, tasks, since, args.max_failed))
     except (RunCheckError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

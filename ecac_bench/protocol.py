@@ -46,36 +46,39 @@ PIXEL_BUDGET = PixelBudget(min_pixels=256 * PIXELS_PER_VISION_TOKEN, max_pixels=
 
 @dataclass(frozen=True)
 class Decoding:
-    """How captions are decoded, stated explicitly on every route instead of each engine applying (or dropping)
-    the checkpoint's generation_config: greedy, at most ``max_new_tokens``, no repetition penalty."""
+    """How captions are decoded on every route: greedy, at most ``max_new_tokens``, and the checkpoint's own
+    repetition penalty (``repetition_penalty=None``).
+
+    Why the checkpoint's penalty and not "none": lmms-eval's ``qwen2_5_vl`` backend calls ``model.generate`` without
+    one, so transformers applies the checkpoint's ``generation_config.json`` (Qwen2.5-VL-Instruct: 1.05) and no
+    model argument can change that; vLLM applies the same file by default (``--generation-config auto``), so the
+    checkpoint's value is the one choice every route can make. A number here overrides it on the routes that
+    accept one (vLLM requests, the trainer, transformers ``generate``).
+    """
 
     max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
-    repetition_penalty: float = 1.0
+    repetition_penalty: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["repetition_penalty"] = "checkpoint" if self.repetition_penalty is None else self.repetition_penalty
+        return out
 
     def transformers_kwargs(self) -> dict[str, Any]:
         """``model.generate`` / lmms-eval ``generation_kwargs`` form (greedy is ``do_sample=False``)."""
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": False,
-            "num_beams": 1,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "repetition_penalty": self.repetition_penalty,
-        }
+        out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": False, "num_beams": 1}
+        if self.repetition_penalty is not None:
+            out["repetition_penalty"] = self.repetition_penalty
+        return out
 
     def openai_kwargs(self) -> dict[str, Any]:
         """Chat-completions request fields (vLLM accepts ``repetition_penalty`` as an extra sampling parameter)."""
-        return {
-            "max_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "repetition_penalty": self.repetition_penalty,
-        }
+        out: dict[str, Any] = {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p}
+        if self.repetition_penalty is not None:
+            out["repetition_penalty"] = self.repetition_penalty
+        return out
 
 
 DECODING = Decoding()

@@ -19,3 +19,13 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def quiet_trl_experimental(monkeypatch: pytest.MonkeyPatch) -> None:
     """TRL warns that ``rollout_func`` (how the trainer tests script rollouts) is experimental; once is enough."""
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly when the browser tests did not run, and how to make them run."""
+    import browser
+
+    if browser.skipped:
+        terminalreporter.write_sep("=", "browser tests SKIPPED", yellow=True)
+        terminalreporter.write_line(f"{len(browser.skipped)} browser test(s) skipped: {browser.skipped[0]}.")
+        terminalreporter.write_line(f"To run them: {browser.HOW_TO_ENABLE}.")

@@ -1,45 +1,20 @@
 """The built leaderboard page in a real browser: Debian's Chromium driven by Playwright, opened from file://.
 
-Skips when /usr/bin/chromium is missing, unless ECAC_REQUIRE_BROWSER=1 (CI sets it), where that is a failure.
+Skips (and `make test` says so) when no Chromium is found, unless ECAC_REQUIRE_BROWSER=1 (CI sets it), where that is
+a failure; see tests/browser.py for where it looks.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
+import browser
 import pytest
+from browser import CHROMIUM_ARGS, require_browser
 
 from ecac_bench.leaderboard import build_site
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless as root on a machine with a closed network (see .library/env/machines/python.md).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _browser_or_skip():
-    required = os.environ.get("ECAC_REQUIRE_BROWSER") == "1"
-    if not CHROMIUM.exists():
-        if required:
-            pytest.fail(f"ECAC_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install -y chromium)")
-        pytest.skip(f"{CHROMIUM} not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright not installed")
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +26,9 @@ def page_url(tmp_path_factory):
 
 @pytest.fixture
 def page(page_url):
-    sync_playwright = _browser_or_skip()
+    sync_playwright, chromium = require_browser()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             page.errors = []  # console errors and uncaught exceptions, checked by the test
@@ -116,11 +91,25 @@ def test_sorting_filter_and_no_console_errors(page, tmp_path):
     assert page.errors == []
 
 
-def test_missing_browser_skips_unless_required(monkeypatch):
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
+def test_missing_browser_skips_unless_required(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECAC_CHROMIUM", str(tmp_path / "no-chromium"))
     monkeypatch.setenv("ECAC_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="ECAC_REQUIRE_BROWSER=1"):
-        _browser_or_skip()
+        require_browser()
     monkeypatch.delenv("ECAC_REQUIRE_BROWSER")
-    with pytest.raises(pytest.skip.Exception):
-        _browser_or_skip()
+    with pytest.raises(pytest.skip.Exception, match="ECAC_CHROMIUM"):
+        require_browser()
+    browser.skipped.clear()  # this skip was provoked: keep it out of the end-of-run notice
+
+
+def test_chromium_is_found_on_path_or_through_the_variable(monkeypatch, tmp_path):
+    fake = tmp_path / "bin" / "chromium"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("ECAC_CHROMIUM", raising=False)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    assert browser.chromium_path() == fake
+    monkeypatch.setenv("ECAC_CHROMIUM", str(fake))
+    monkeypatch.setenv("PATH", "")
+    assert browser.chromium_path() == fake

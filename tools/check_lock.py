@@ -1,6 +1,6 @@
 """Check a lock file for what must never be in the CPU test environment, and for what must be.
 
-    python tools/check_lock.py requirements/lock.txt
+    python -m tools.check_lock requirements/lock.txt
 
 Exit 2 with one line per problem. Also imported by tests/test_environment.py.
 """
@@ -37,7 +37,9 @@ def read_pins(text: str) -> dict[str, str]:
 
 
 def lock_problems(pins: dict[str, str]) -> list[str]:
-    problems = [f"{name}=={version}: a CUDA package in the CPU lock" for name, version in pins.items() if FORBIDDEN.match(name)]
+    problems = [
+        f"{name}=={version}: a CUDA package in the CPU lock" for name, version in pins.items() if FORBIDDEN.match(name)
+    ]
     for name, version in REQUIRED_PINS.items():
         if pins.get(name) != version:
             problems.append(f"{name}: expected =={version}, lock has {pins.get(name, 'nothing')}")

@@ -1,0 +1,1 @@
+"""Developer tools: the environment lock, drift check, GPU environments, test-environment fixes."""
