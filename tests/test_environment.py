@@ -72,6 +72,9 @@ def test_the_known_breaking_releases_are_excluded() -> None:
     assert int(lock_pins()["filelock"].split(".")[0]) < 4
 
 
+@pytest.mark.skipif(
+    os.environ.get("ECAC_DRIFT") == "1", reason="make drift runs the tests on newer versions on purpose"
+)
 def test_this_environment_is_exactly_the_lock() -> None:
     """What `make setup-dev` installed equals the lock, version for version (nothing more, nothing less)."""
     installed = {
@@ -83,6 +86,34 @@ def test_this_environment_is_exactly_the_lock() -> None:
     differ = {name: (installed.get(name), pins.get(name)) for name in set(installed) | set(pins)}
     differ = {name: pair for name, pair in differ.items() if pair[0] != pair[1]}
     assert differ == {}, f"(installed, locked) differ; rebuild with `make clean setup-dev`: {differ}"
+
+
+def test_lmms_eval_evaluates_an_ecac_document_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast canary for the class of break that filelock 4 caused: lmms-eval's evaluator itself (not only its
+    imports) runs one ECAC document end to end, so `make drift` (fast tests only) catches such a release."""
+    from judge_server import JudgeServer
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    from ecac_bench.lmms_plugin import TASKS_DIR
+
+    for key in [k for k in os.environ if k.startswith(("ECAC_", "OPENAI_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with JudgeServer() as server:
+        out = simple_evaluate(
+            model="openai",
+            model_args=f"model=test-judge,base_url={server.base_url}",
+            tasks=["ecac_tts"],
+            limit=1,
+            task_manager=TaskManager(include_path=str(TASKS_DIR)),
+            log_samples=False,
+            bootstrap_iters=0,
+        )
+    assert out is not None and isinstance(out["results"]["ecac_tts"]["tts,none"], float)
 
 
 # -------------------------------------------------------------------------------------------------- make drift

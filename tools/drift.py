@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not moved:
         print(report(moved, []))
         return 0
-    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    # ECAC_DRIFT: the one test that checks the environment IS the lock knows this one is not, on purpose.
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "ECAC_DRIFT": "1"}
     python = str(venv / "bin" / "python")
     steps = [
         [uv, "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
