@@ -42,10 +42,19 @@ DEFAULT_MAX_TOKENS = 2048
 
 
 def public_url(url: str) -> str:
-    """The URL without a ``user:password@`` part or a query (either may carry a secret), for keys and reports."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    """The URL without a ``user:password@`` part or a query (either may carry a secret), for keys and reports;
+    a malformed URL loses them too (it is shown in error messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    base = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = base.partition("://")
+    authority, slash, path = (rest if sep else base).partition("/")
+    return f"{scheme}{sep}{authority.rsplit('@', 1)[-1]}{slash}{path}".rstrip("/")
 
 
 def completions_url(base_url: str) -> str:
