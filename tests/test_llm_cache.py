@@ -234,7 +234,7 @@ def test_cli_exits_2_with_the_fallback_named_when_the_cache_fails(judge, tmp_pat
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(orjson.dumps({"id": i, "caption": f"cap {i}"}).decode() + "\n" for i in ids))
     calls = 0
-    real_put = ResponseCache.put
+    real_put = ResponseCache.put_many
 
     def failing_put(self, *args, **kwargs):
         nonlocal calls
@@ -243,7 +243,7 @@ def test_cli_exits_2_with_the_fallback_named_when_the_cache_fails(judge, tmp_pat
             raise sqlite3.OperationalError("disk I/O error")
         return real_put(self, *args, **kwargs)
 
-    monkeypatch.setattr(ResponseCache, "put", failing_put)
+    monkeypatch.setattr(ResponseCache, "put_many", failing_put)
     argv = ["judge", "--predictions", str(preds), "--allow-missing", "--judge-base-url", judge.base_url]
     argv += ["--judge-model", "m", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--concurrency", "1"]
     argv += ["--text-only", "--json", str(tmp_path / "r.json")]

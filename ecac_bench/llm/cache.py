@@ -72,6 +72,16 @@ _SCHEMA = (
 )
 
 
+_LOOKUP: dict[int, str] = {}
+
+
+def _lookup(n: int) -> str:
+    """The lookup query for ``n`` keys (made once per size: SQLite's statement cache then reuses the plan)."""
+    marks = ",".join("?" * n)
+    _LOOKUP[n] = f"SELECT key, text, prompt_tokens, completion_tokens FROM answers WHERE key IN ({marks})"
+    return _LOOKUP[n]
+
+
 def _dead(owner: str) -> bool:
     """Whether a claim's owner is a process of this host that no longer runs (killed: its claims are free at once
     instead of at the end of their lease). Owners on other hosts are alive until their lease says otherwise."""
@@ -156,10 +166,8 @@ class ResponseCache:
         found: dict[bytes, CachedAnswer] = {}
         for start in range(0, len(keys), _CHUNK):
             part = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT key, text, prompt_tokens, completion_tokens FROM answers WHERE key IN ({marks})"
-            for key, text, pt, ct in self._db.execute(query, part):
-                found[key] = CachedAnswer(text, pt, ct)
+            query = _LOOKUP.get(len(part)) or _lookup(len(part))
+            found.update((row[0], CachedAnswer._make(row[1:])) for row in self._db.execute(query, part))
         return found
 
     def get_v1(self, keys: Sequence[str]) -> dict[str, CachedAnswer]:
@@ -202,15 +210,23 @@ class ResponseCache:
     ) -> None:
         """Store one answer and its key components, and release ``owner``'s claim on it, in one transaction.
         Raises ``sqlite3.Error`` when the write fails (the caller keeps the answer: :meth:`write_fallback`)."""
+        self.put_many([(key, components, answer, structured)], owner=owner)
+
+    def put_many(self, rows: Sequence[tuple[bytes, bytes, CachedAnswer, bool]], *, owner: str | None = None) -> None:
+        """:meth:`put` for (key, components, answer, structured) rows, in one transaction (the answers that arrived
+        in one turn of the event loop: one commit instead of one each)."""
+        now = time.time()
         with self._db:  # BEGIN ... COMMIT, ROLLBACK on error
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                (key, answer.text, answer.prompt_tokens, answer.completion_tokens, int(structured), time.time()),
+                ((k, a.text, a.prompt_tokens, a.completion_tokens, int(s), now) for k, _, a, s in rows),
             )
-            self._db.execute("INSERT OR IGNORE INTO key_components VALUES (?, ?)", (key, components))
+            self._db.executemany("INSERT OR IGNORE INTO key_components VALUES (?, ?)", ((k, c) for k, c, _, _ in rows))
             if owner is not None:
-                self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+                self._db.executemany(
+                    "DELETE FROM claims WHERE key = ? AND owner = ?", ((k, owner) for k, _, _, _ in rows)
+                )
 
     def claim(self, keys: Sequence[bytes], lease: float) -> Claims:
         """Claim ``keys`` for this process for ``lease`` seconds, in one transaction: keys answered meanwhile are

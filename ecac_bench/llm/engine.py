@@ -96,6 +96,25 @@ def token_count(usage: Any, name: str) -> int | None:
     return None
 
 
+def _keyed_messages(messages: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], bool]:
+    """Messages as the key sees them: image parts by content hash; and whether there was an image."""
+    keyed: list[Mapping[str, Any]] = []
+    has_images = False
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image_path":
+                    parts.append({"type": "image", "sha256": image_sha256(part["path"])})
+                    has_images = True
+                else:
+                    parts.append(part)
+            message = {**message, "content": parts}
+        keyed.append(message)
+    return keyed, has_images
+
+
 class RateLimiter:
     """Requests- and tokens-per-minute limits as evenly spaced starts (no bursts): a request may start once
     ``60 / rpm`` seconds have passed since the previous start, and once the tokens of the previous ones have been
@@ -124,7 +143,7 @@ class RateLimiter:
             self._next_tokens += (used - estimated) * 60.0 / self.tpm
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     """One distinct request of a run: its key, the indices that asked it, whether this process claimed it."""
 
@@ -185,26 +204,15 @@ class LLMClient:
         sampling parameters, template version, and, when present, the response format and the image rule."""
         messages: Sequence[Mapping[str, Any]] = request.messages
         has_images = False
-        if not all(isinstance(m.get("content"), str) for m in messages):
-            keyed = []
-            for message in messages:
-                content = message.get("content")
-                if isinstance(content, list):
-                    parts = []
-                    for part in content:
-                        if part.get("type") == "image_path":
-                            parts.append({"type": "image", "sha256": image_sha256(part["path"])})
-                            has_images = True
-                        else:
-                            parts.append(part)
-                    message = {**message, "content": parts}
-                keyed.append(message)
-            messages = keyed
+        for message in messages:
+            if not isinstance(message.get("content"), str):
+                messages, has_images = _keyed_messages(messages)
+                break
         components: dict[str, Any] = {
             "v": KEY_VERSION,
             "model": self.config.model,
             "messages": messages,
-            "params": self._params_of(request),
+            "params": {**self._params, **request.params} if request.params else self._params,
             "template": request.template_version,
         }
         if request.response_format is not None:
@@ -256,18 +264,13 @@ class LLMClient:
 
     # -- running -----------------------------------------------------------------------------------------------
 
-    async def astream(
-        self, requests: Iterable[ChatRequest], desc: str = "llm"
-    ) -> AsyncIterator[tuple[int, ChatResult]]:
+    def astream(self, requests: Iterable[ChatRequest], desc: str = "llm") -> AsyncIterator[tuple[int, ChatResult]]:
         """``(index in requests, result)`` for every request, in the order answers arrive. ``requests`` is consumed
         lazily. Raises :class:`~ecac_bench.errors.FatalAPIError` when the endpoint rejects the key, the model or the
-        path, :class:`~ecac_bench.errors.CacheWriteError` when the cache fails on write (answers so far are kept)."""
+        path, :class:`~ecac_bench.errors.CacheWriteError` when the cache fails on write (answers so far are kept).
+        Close it (``contextlib.aclosing``) when not iterating it to the end."""
         run = _Run(self, desc, len(requests) if isinstance(requests, Sized) else None)
-        try:
-            async for item in run.results(iter(enumerate(requests))):
-                yield item
-        finally:
-            await run.close()
+        return run.results(iter(enumerate(requests)))
 
     async def acomplete(self, requests: Iterable[ChatRequest], desc: str = "llm") -> list[ChatResult]:
         """Answers in the order of ``requests``."""
@@ -302,6 +305,7 @@ class _Run:
         self.fatal: BaseException | None = None
         self.cache_error: sqlite3.Error | None = None
         self.fallback: Path | None = None
+        self.unsaved: list[tuple[bytes, bytes, CachedAnswer, bool]] = []  # answers waiting for this turn's commit
         self.saved = 0
         self.lost = 0
         self.load = dict.fromkeys(self.config.endpoint.base_urls, 0)
@@ -316,43 +320,48 @@ class _Run:
 
     async def results(self, requests: Iterator[tuple[int, ChatRequest]]) -> AsyncIterator[tuple[int, ChatResult]]:
         exhausted = False
-        while True:
-            while self.done:
-                yield self.done.popleft()
-            if self.fatal is not None:
-                raise self.fatal
-            stopping = self.cache_error is not None
-            if stopping and self.held:  # another process's requests: no cache to wait on any more
-                for key, job in list(self.held.items()):
-                    del self.held[key], self.jobs[key]
-                    self._emit(job.indices, ChatResult(None, error="not sent: the run stopped"))
-            if stopping and not self.jobs:
-                raise self._cache_write_error()
-            if exhausted and not self.jobs:
-                return
-            if not exhausted and not stopping and len(self.jobs) < self.window:
-                chunk = list(itertools.islice(requests, min(CHUNK, self.window - len(self.jobs))))
-                if chunk:
-                    self._admit(chunk)
+        try:
+            while True:
+                while self.done:
+                    yield self.done.popleft()
+                if self.fatal is not None:
+                    raise self.fatal
+                stopping = self.cache_error is not None
+                if stopping and self.held:  # another process's requests: no cache to wait on any more
+                    for key, job in list(self.held.items()):
+                        del self.held[key], self.jobs[key]
+                        self._emit(job.indices, ChatResult(None, error="not sent: the run stopped"))
+                if stopping and not self.jobs:
+                    raise self._cache_write_error()
+                if exhausted and not self.jobs:
+                    return
+                if not exhausted and not stopping and len(self.jobs) < self.window:
+                    chunk = list(itertools.islice(requests, min(CHUNK, self.window - len(self.jobs))))
+                    if chunk:
+                        self._admit(chunk)
+                    else:
+                        exhausted = True
+                    continue
+                self.wake.clear()
+                if self.held:
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+                    except asyncio.TimeoutError:
+                        self._poll_held()
                 else:
-                    exhausted = True
-                continue
-            self.wake.clear()
-            if self.held:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
-                except asyncio.TimeoutError:
-                    self._poll_held()
-            else:
-                await self.wake.wait()
+                    await self.wake.wait()
+
+        finally:
+            await self.close()
 
     def _admit(self, chunk: list[tuple[int, ChatRequest]]) -> None:
         """Key a chunk of requests, answer what the cache has, claim and queue the rest."""
         fresh: dict[bytes, _Job] = {}
+        self.stats.requests += len(chunk)
+        components_of = self.client.components
         for index, request in chunk:
-            self.stats.requests += 1
             try:
-                components = self.client.components(request)
+                components = components_of(request)
             except ImageError as exc:
                 self._emit([index], ChatResult(None, error=str(exc)))
                 self._count_failure(str(exc))
@@ -444,7 +453,10 @@ class _Run:
     # -- results -----------------------------------------------------------------------------------------------
 
     def _emit(self, indices: list[int], result: ChatResult) -> None:
-        self.done.extend((i, result) for i in indices)
+        if len(indices) == 1:
+            self.done.append((indices[0], result))
+        else:
+            self.done.extend((i, result) for i in indices)
         self.bar.update(len(indices))
 
     def _emit_cached(self, job: _Job, answer: CachedAnswer) -> None:
@@ -482,22 +494,32 @@ class _Run:
         self.wake.set()
 
     def _store(self, job: _Job, answer: CachedAnswer, structured: bool) -> None:
-        """Commit an answer; when the cache cannot take it, keep it in the fallback file."""
+        """Queue an answer for the commit at the end of this turn of the event loop (group commit: the answers
+        of one wave share one transaction; nothing else runs before it, so no answer is yielded uncommitted)."""
         if self.cache is None:
+            return
+        self.unsaved.append((job.key, job.components, answer, structured))
+        if len(self.unsaved) == 1:
+            asyncio.get_running_loop().call_soon(self._commit)
+
+    def _commit(self) -> None:
+        """Commit the queued answers (releasing their claims); when the cache cannot take them, keep them in the
+        fallback file."""
+        rows, self.unsaved = self.unsaved, []
+        if not rows or self.cache is None:
             return
         if self.cache_error is None:
             try:
-                owner = self.cache.owner if job.claimed else None
-                self.cache.put(job.key, job.components, answer, structured=structured, owner=owner)
+                self.cache.put_many(rows, owner=self.cache.owner)
                 return
             except sqlite3.Error as exc:
                 self._on_cache_error(exc)
         try:
-            self.fallback = self.cache.write_fallback([(job.key, job.components, answer, structured)])
-            self.saved += 1
+            self.fallback = self.cache.write_fallback(rows)
+            self.saved += len(rows)
         except OSError as exc:
-            self.lost += 1
-            log.error("an answer could not be saved anywhere: %s", exc)
+            self.lost += len(rows)
+            log.error("%d answer(s) could not be saved anywhere: %s", len(rows), exc)
 
     def _on_cache_error(self, exc: sqlite3.Error) -> None:
         if self.cache_error is None:
@@ -685,6 +707,7 @@ class _Run:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._commit()
         if self.cache is not None and self.heartbeat is not None:
             try:
                 self.cache.release_all()  # a stopped run's unsent claims: others need not wait for them to expire

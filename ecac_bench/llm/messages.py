@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def image_part(path: str | Path) -> dict[str, str]:
@@ -50,10 +50,10 @@ class ChatRequest:
     response_format: JsonSchema | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ChatResult:
+class ChatResult(NamedTuple):
     """The answer to one request, or why there is none. ``attempts`` counts HTTP requests made this run;
-    ``cached`` says the answer came from the response cache (this run paid nothing for it)."""
+    ``cached`` says the answer came from the response cache (this run paid nothing for it). A named tuple: a cached
+    re-run makes one per request, and a tuple is the cheapest immutable record."""
 
     text: str | None
     cached: bool = False
