@@ -143,8 +143,9 @@ def cached_rerun(tmp: Path, sizes: list[int]) -> None:
     footprint = cache.footprint()
     cache.close()
     print(
-        f"cache of {footprint['entries']:,} judge answers (zh prompt, image by hash): {footprint['bytes'] / 1e6:.1f} MB, "
-        f"{footprint['bytes_per_entry']:.0f} bytes per entry (filled in {time.perf_counter() - start:.1f} s)"
+        f"cache of {footprint['entries']:,} judge answers (zh prompt, image by hash): "
+        f"{footprint['bytes'] / 1e6:.1f} MB, {footprint['bytes_per_entry']:.0f} bytes per entry "
+        f"(filled in {time.perf_counter() - start:.1f} s)"
     )
     times = {}
     for n in sizes:

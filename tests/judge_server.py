@@ -19,7 +19,8 @@ conversation, so "fail the first N times" holds across retries and repair turns:
 Structured output: ``state.structured = "accept"`` (default; vLLM and OpenAI) takes ``response_format``
 ``{"type": "json_schema", ...}`` and records it in ``state.response_formats``; ``"reject"`` answers such requests
 with HTTP 400, as a server without structured output does. A body with vLLM's removed ``guided_json`` is always a
-400. ``state.down = True`` answers everything with 503. ``state.usage_raw`` replaces the usage block with raw JSON text (``'"lots"'``, ``'NaN'``, ``'1e400'``).
+400. ``state.down = True`` answers everything with 503. ``state.usage_raw`` replaces the usage block with raw JSON
+text (``'"lots"'``, ``'NaN'``, ``'1e400'``).
 
 Use in Python::
 
