@@ -26,6 +26,7 @@ import hashlib
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -291,7 +292,8 @@ class ResponseCache:
             + b"\n"
             for key, components, answer, structured in rows
         )
-        for path in (self.fallback_path, Path(os.environ.get("TMPDIR", "/tmp")) / f"ecac-bench-{os.getpid()}.jsonl"):
+        elsewhere = Path(tempfile.gettempdir()) / f"ecac-bench-{os.getpid()}.fallback.jsonl"
+        for path in (self.fallback_path, elsewhere):
             try:
                 with open(path, "ab") as f:
                     f.write(lines)

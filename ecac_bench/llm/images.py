@@ -30,6 +30,15 @@ from ecac_bench.protocol import PIXEL_BUDGET
 _PASS_THROUGH = ("JPEG", "PNG", "WEBP")
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that turn the picture by 90 degrees
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(Exception):
@@ -135,17 +144,6 @@ def _reencode(img: Image.Image, shown_size: tuple[int, int], swapped: bool, orie
         return "image/png", out.getvalue()
     img.convert("RGB").save(out, format="JPEG", quality=90)
     return "image/jpeg", out.getvalue()
-
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 def image_data_url(path: str | Path, rule: ImageRule) -> str:
