@@ -244,6 +244,7 @@ def test_cli_exits_2_with_the_fallback_named_when_the_cache_fails(judge, tmp_pat
         return real_put(self, *args, **kwargs)
 
     monkeypatch.setattr(ResponseCache, "put_many", failing_put)
+    monkeypatch.setenv("ECAC_JUDGE_API_KEY", SENTINEL)
     argv = ["judge", "--predictions", str(preds), "--allow-missing", "--judge-base-url", judge.base_url]
     argv += ["--judge-model", "m", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--concurrency", "1"]
     argv += ["--text-only", "--json", str(tmp_path / "r.json")]
@@ -251,7 +252,10 @@ def test_cli_exits_2_with_the_fallback_named_when_the_cache_fails(judge, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: response cache") and "disk I/O error" in err and "fallback.jsonl" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "r.json").exists()
-    assert (tmp_path / "cache" / "llm_responses.fallback.jsonl").is_file()
+    fallback = tmp_path / "cache" / "llm_responses.fallback.jsonl"
+    # 2 answers committed, every later one kept in the fallback file, and nothing sent after the failure
+    assert len(fallback.read_bytes().splitlines()) == judge.state.answered - 2 >= 1 and judge.state.answered < 6
+    assert SENTINEL not in err and all(SENTINEL.encode() not in p.read_bytes() for p in tmp_path.rglob("*.*"))
 
 
 def test_damaged_fallback_lines_are_skipped(tmp_path):

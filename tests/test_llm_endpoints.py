@@ -136,3 +136,18 @@ def test_judge_report_records_the_settings_and_no_secret(two_servers, tmp_path, 
         assert con.execute("SELECT COUNT(*) FROM key_components").fetchone()[0] == 1
     assert len(ResponseCache(tmp_path / "cache" / "llm_responses.sqlite")) == 1
     assert_no_secret(tmp_path, caplog, capsys)
+
+
+def test_a_run_over_two_servers_resumes_on_one(two_servers, tmp_path):
+    judge, other = two_servers
+    data = data_file(tmp_path)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": RECORD.id, "caption": "@@score=70"}))
+    argv = ["judge", "--data", str(data), "--predictions", str(preds), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--no-progress", "--text-only"]
+    assert main([*argv, "--judge-base-url", f"{other.base_url},{judge.base_url}"]) == 0
+    assert judge.state.requests + other.state.requests == 1
+    judge.state.reset()
+    other.state.reset()
+    assert main([*argv, "--judge-base-url", judge.base_url]) == 0  # one server now: the cache still answers
+    assert judge.state.requests == other.state.requests == 0

@@ -19,12 +19,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 import random
 import sqlite3
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,20 +264,30 @@ class LLMClient:
 
     # -- running -----------------------------------------------------------------------------------------------
 
-    def astream(self, requests: Iterable[ChatRequest], desc: str = "llm") -> AsyncIterator[tuple[int, ChatResult]]:
+    async def astream(
+        self, requests: Iterable[ChatRequest], desc: str = "llm"
+    ) -> AsyncIterator[tuple[int, ChatResult]]:
         """``(index in requests, result)`` for every request, in the order answers arrive. ``requests`` is consumed
         lazily. Raises :class:`~ecac_bench.errors.FatalAPIError` when the endpoint rejects the key, the model or the
         path, :class:`~ecac_bench.errors.CacheWriteError` when the cache fails on write (answers so far are kept).
         Close it (``contextlib.aclosing``) when not iterating it to the end."""
+        async with contextlib.aclosing(self._batches(requests, desc)) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    def _batches(self, requests: Iterable[ChatRequest], desc: str) -> AsyncIterator[list[tuple[int, ChatResult]]]:
         run = _Run(self, desc, len(requests) if isinstance(requests, Sized) else None)
-        return run.results(iter(enumerate(requests)))
+        return run.batches(iter(enumerate(requests)))
 
     async def acomplete(self, requests: Iterable[ChatRequest], desc: str = "llm") -> list[ChatResult]:
         """Answers in the order of ``requests``."""
         requests = requests if isinstance(requests, Sequence) else list(requests)
         out: list[ChatResult | None] = [None] * len(requests)
-        async for i, result in self.astream(requests, desc):
-            out[i] = result
+        async with contextlib.aclosing(self._batches(requests, desc)) as batches:
+            async for batch in batches:  # results a batch at a time: a cached re-run is mostly bookkeeping
+                for i, result in batch:
+                    out[i] = result
         return out  # type: ignore[return-value]
 
     def complete(self, requests: Iterable[ChatRequest], desc: str = "llm") -> list[ChatResult]:
@@ -293,7 +303,7 @@ class _Run:
         self.config = client.config
         self.cache = client.cache
         self.stats = client.stats
-        self.done: deque[tuple[int, ChatResult]] = deque()
+        self.done: list[tuple[int, ChatResult]] = []
         self.wake = asyncio.Event()
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.jobs: dict[bytes, _Job] = {}  # distinct requests not finished: queued, sending, or held elsewhere
@@ -318,12 +328,14 @@ class _Run:
 
     # -- the main loop -----------------------------------------------------------------------------------------
 
-    async def results(self, requests: Iterator[tuple[int, ChatRequest]]) -> AsyncIterator[tuple[int, ChatResult]]:
+    async def batches(self, requests: Iterator[tuple[int, ChatRequest]]) -> AsyncIterator[list[tuple[int, ChatResult]]]:
+        """The results as they come, in batches (all that are ready at each turn)."""
         exhausted = False
         try:
             while True:
-                while self.done:
-                    yield self.done.popleft()
+                if self.done:
+                    batch, self.done = self.done, []
+                    yield batch
                 if self.fatal is not None:
                     raise self.fatal
                 stopping = self.cache_error is not None
@@ -464,7 +476,12 @@ class _Run:
         s.cached += 1
         s.prompt_tokens += answer.prompt_tokens
         s.completion_tokens += answer.completion_tokens
-        self._emit(job.indices, ChatResult(answer.text, True, None, answer.prompt_tokens, answer.completion_tokens))
+        result = ChatResult(answer.text, True, None, answer.prompt_tokens, answer.completion_tokens)
+        if len(job.indices) == 1:
+            self.done.append((job.indices[0], result))
+            self.bar.update(1)
+        else:
+            self._emit(job.indices, result)
 
     def _count_failure(self, error: str) -> None:
         self.stats.failed += 1

@@ -151,7 +151,7 @@ OPTIONS: tuple[Option, ...] = (
         _as_int,
         _at_least(1),
         None,
-        "downscale images to this longer side (px) instead of the protocol's pixel budget",
+        "downscale the judge's images to this longer side (px)",
     ),
     Option(
         "structured_output",
