@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-import uvicorn
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
 from judge_server import ServerState, create_app
@@ -33,9 +33,13 @@ def main(argv: list[str]) -> int:
         print("ValueError: fake model failed to load", file=sys.stderr)
         return 1
     app = create_app(ServerState())
-    app.add_api_route("/health", lambda: {}, methods=["GET"])
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    app.router.add_get("/health", health)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({})
 
 
 if __name__ == "__main__":

@@ -396,6 +396,7 @@ class _Run:
             self._on_cache_error(exc)
             for job in fresh.values():
                 self._emit(job.indices, ChatResult(None, error="not sent: the response cache failed"))
+                self._count_failure("not sent: the response cache failed")
 
     def _admit_cached(self, fresh: dict[bytes, _Job]) -> None:
         cache = self.cache

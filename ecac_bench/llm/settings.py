@@ -300,10 +300,10 @@ class ClientConfig:
 # -- the settings ---------------------------------------------------------------------------------------------
 
 
-def _endpoint_fields(role: str, urls: Any, key: Any, env: Mapping[str, str]) -> tuple[tuple[str, ...], str, str]:
-    """(base URLs, their source, key) of the judge endpoint: see the module docstring for the rules."""
+def _judge_endpoint(urls: Any, key: Any, env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    """(base URLs, key) of the judge: see the module docstring for the rules."""
     if urls:
-        base_urls, source = _split_urls(urls), f"--{role}-base-url"
+        base_urls, source = _split_urls(urls), "--judge-base-url"
     elif env.get("ECAC_JUDGE_BASE_URL"):
         base_urls, source = _split_urls(env["ECAC_JUDGE_BASE_URL"]), "ECAC_JUDGE_BASE_URL"
     elif env.get("OPENAI_BASE_URL"):
@@ -313,14 +313,34 @@ def _endpoint_fields(role: str, urls: Any, key: Any, env: Mapping[str, str]) -> 
     for url in base_urls:
         check_base_url(url, source)
     if key is not None:
-        api_key = check_api_key(key, f"--{role}-api-key")
+        api_key = check_api_key(key, "--judge-api-key")
     elif env.get("ECAC_JUDGE_API_KEY"):
         api_key = check_api_key(env["ECAC_JUDGE_API_KEY"], "ECAC_JUDGE_API_KEY")
     elif source in ("OPENAI_BASE_URL", "default") and env.get("OPENAI_API_KEY"):
+        # The SDK's key goes only to the SDK's own URL, never to one given for ecac-bench.
         api_key = check_api_key(env["OPENAI_API_KEY"], "OPENAI_API_KEY")
     else:
         api_key = PLACEHOLDER_API_KEY
-    return tuple(base_urls), source, api_key
+    return tuple(base_urls), api_key
+
+
+def _vlm_endpoint(urls: Any, key: Any, env: Mapping[str, str]) -> tuple[tuple[str, ...] | None, str]:
+    """(base URLs, key) of the VLM; no URLs: the VLM is the judge endpoint (and a VLM key alone is an error)."""
+    if urls:
+        base_urls, source = _split_urls(urls), "--vlm-base-url"
+    elif env.get("ECAC_VLM_BASE_URL"):
+        base_urls, source = _split_urls(env["ECAC_VLM_BASE_URL"]), "ECAC_VLM_BASE_URL"
+    else:
+        if key is not None:
+            raise ClientConfigError("--vlm-api-key: a key belongs to an endpoint; give the VLM's --vlm-base-url too")
+        return None, PLACEHOLDER_API_KEY
+    for url in base_urls:
+        check_base_url(url, source)
+    if key is not None:
+        return tuple(base_urls), check_api_key(key, "--vlm-api-key")
+    if env.get("ECAC_VLM_API_KEY"):
+        return tuple(base_urls), check_api_key(env["ECAC_VLM_API_KEY"], "ECAC_VLM_API_KEY")
+    return tuple(base_urls), PLACEHOLDER_API_KEY
 
 
 @dataclass(frozen=True)
@@ -402,23 +422,8 @@ class Settings:
         """Settings from flag values (argparse ``dest`` names: ``judge_model``, ``concurrency``, ...; None or absent
         = not given) and the environment (``os.environ`` by default)."""
         env = os.environ if env is None else env
-        urls, _, key = _endpoint_fields("judge", flags.get("judge_base_url"), flags.get("judge_api_key"), env)
-        vlm_urls: tuple[str, ...] | None = None
-        vlm_key = PLACEHOLDER_API_KEY
-        if flags.get("vlm_base_url"):
-            vlm_urls = tuple(_split_urls(flags["vlm_base_url"]))
-            source = "--vlm-base-url"
-        elif env.get("ECAC_VLM_BASE_URL"):
-            vlm_urls, source = tuple(_split_urls(env["ECAC_VLM_BASE_URL"])), "ECAC_VLM_BASE_URL"
-        if vlm_urls is not None:
-            for url in vlm_urls:
-                check_base_url(url, source)
-            if flags.get("vlm_api_key") is not None:
-                vlm_key = check_api_key(flags["vlm_api_key"], "--vlm-api-key")
-            elif env.get("ECAC_VLM_API_KEY"):
-                vlm_key = check_api_key(env["ECAC_VLM_API_KEY"], "ECAC_VLM_API_KEY")
-        elif flags.get("vlm_api_key") is not None:
-            raise ClientConfigError("--vlm-api-key: a key belongs to an endpoint; give the VLM's --vlm-base-url too")
+        urls, key = _judge_endpoint(flags.get("judge_base_url"), flags.get("judge_api_key"), env)
+        vlm_urls, vlm_key = _vlm_endpoint(flags.get("vlm_base_url"), flags.get("vlm_api_key"), env)
         parse_retries = flags.get("parse_retries")
         if parse_retries is not None:
             parse_retries = PARSE_RETRIES.value(parse_retries, {})
