@@ -171,7 +171,7 @@ class ResponseCache:
         for start in range(0, len(keys), _CHUNK):
             part = keys[start : start + _CHUNK]
             query = _LOOKUP.get(len(part)) or _lookup(len(part))
-            found.update((row[0], CachedAnswer._make(row[1:])) for row in self._db.execute(query, part))
+            found.update({k: CachedAnswer(t, p, c) for k, t, p, c in self._db.execute(query, part)})
         return found
 
     def get_v1(self, keys: Sequence[str]) -> dict[str, CachedAnswer]:

@@ -401,8 +401,7 @@ class _Run:
     def _admit_cached(self, fresh: dict[bytes, _Job]) -> None:
         cache = self.cache
         assert cache is not None
-        for key, answer in cache.get_many(list(fresh)).items():
-            self._emit_cached(fresh.pop(key), answer)
+        self._emit_cached_many([(fresh.pop(key), answer) for key, answer in cache.get_many(list(fresh)).items()])
         if fresh and cache.has_v1:
             self._migrate_v1(fresh)
         if not fresh:
@@ -473,16 +472,23 @@ class _Run:
         self.bar.update(len(indices))
 
     def _emit_cached(self, job: _Job, answer: CachedAnswer) -> None:
+        self._emit_cached_many([(job, answer)])
+
+    def _emit_cached_many(self, hits: list[tuple[_Job, CachedAnswer]]) -> None:
+        """Results for cache hits (the hot path of a re-run: counters and the bar updated once per batch)."""
+        done, emitted, prompt, completion = self.done, 0, 0, 0
+        for job, (text, pt, ct) in hits:
+            result = ChatResult(text, True, None, pt, ct)
+            prompt += pt
+            completion += ct
+            for index in job.indices:
+                done.append((index, result))
+            emitted += len(job.indices)
         s = self.stats
-        s.cached += 1
-        s.prompt_tokens += answer.prompt_tokens
-        s.completion_tokens += answer.completion_tokens
-        result = ChatResult(answer.text, True, None, answer.prompt_tokens, answer.completion_tokens)
-        if len(job.indices) == 1:
-            self.done.append((job.indices[0], result))
-            self.bar.update(1)
-        else:
-            self._emit(job.indices, result)
+        s.cached += len(hits)
+        s.prompt_tokens += prompt
+        s.completion_tokens += completion
+        self.bar.update(emitted)
 
     def _count_failure(self, error: str) -> None:
         self.stats.failed += 1
