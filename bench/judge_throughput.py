@@ -100,7 +100,7 @@ def measure(run, n: int, server_pid: int) -> dict[str, float]:
 def throughput(url: str, server_pid: int, tmp: Path, latency: float, waves: int, levels: list[int]) -> None:
     cache = ResponseCache(tmp / "throughput.sqlite")
     print(f"{'c':>4} {'n':>6} {'ideal/s':>8} | {'client/s':>8} {'ratio':>6} {'CPU ms':>6} {'srv ms':>6} |", end="")
-    print(f" {'plain/s':>8} {'ratio':>6} {'CPU ms':>6} {'srv ms':>6} | {'client/plain':>12} {'srv CPU s':>9}")
+    print(f" {'plain/s':>8} {'ratio':>6} {'CPU ms':>6} {'srv ms':>6} | {'client/plain':>12} {'srv CPU s (core)':>17}")
     for c in levels:
         n = max(40, c * waves)
         config = ClientConfig(Endpoint((url,), "bench", "sk-bench"), concurrency=c)
@@ -119,7 +119,7 @@ def throughput(url: str, server_pid: int, tmp: Path, latency: float, waves: int,
             end="",
         )
         print(f" {plain['cpu_ms']:>6.3f} {plain['server_ms']:>6.3f} | {mine['rate'] / plain['rate']:>12.1%}", end="")
-        print(f" {mine['server_s'] / mine['wall']:>8.0%}c")
+        print(f" {mine['server_s']:>8.2f} s ({mine['server_s'] / mine['wall']:>4.0%})")
     cache.close()
 
 
