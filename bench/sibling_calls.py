@@ -4,31 +4,31 @@
 
 Runs the MLLM judge, toy precision (LLM extractor), CapRL utility (2 questions x 4 rounds per image) and the
 BalCapRL balanced score on the bundled sample's system-a captions, against the local OpenAI-compatible test server
-(tests/judge_server.py, answering with tests/fake_judge.py's rules), twice with one response cache. Prints the
-requests each metric sent per image on the first run and the share answered from the cache on the second.
+(tests/judge_server.py in its own process, answering with tests/fake_judge.py's rules), twice with one response cache.
+Prints the requests each metric sent per image on the first run and the share answered from the cache on the second.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+import orjson
 
-from fake_judge import fake_model  # noqa: E402
-from judge_server import JudgeServer  # noqa: E402
+from ecac_bench import SAMPLE_PREDICTIONS, load_dataset, load_predictions
+from ecac_bench.balanced import balanced_items, balanced_scores
+from ecac_bench.judge import inputs_from_predictions, judge_captions
+from ecac_bench.llm import ClientConfig, Endpoint, LLMClient, ResponseCache
+from ecac_bench.toy_precision import extract_with_llm
+from ecac_bench.utility import QAItem, caption_utility
 
-from ecac_bench import SAMPLE_PREDICTIONS, load_dataset, load_predictions  # noqa: E402
-from ecac_bench.balanced import balanced_items, balanced_scores  # noqa: E402
-from ecac_bench.judge import inputs_from_predictions, judge_captions  # noqa: E402
-from ecac_bench.llm_client import ClientConfig, LLMClient, ResponseCache  # noqa: E402
-from ecac_bench.toy_precision import extract_with_llm  # noqa: E402
-from ecac_bench.utility import QAItem, caption_utility  # noqa: E402
+SERVER = Path(__file__).resolve().parent.parent / "tests" / "judge_server.py"
 
 
 def questions_for(dataset) -> list[QAItem]:
@@ -39,6 +39,16 @@ def questions_for(dataset) -> list[QAItem]:
         items.append(QAItem(record.id, "Which toy?", (f"TRUE:{toy}", "kite", "drum", "doll"), 0))
         items.append(QAItem(record.id, "Which area?", (f"TRUE:{record.area}", "kitchen", "garage", "office"), 0))
     return items
+
+
+def server_requests(base_url: str, reset: bool = False) -> int:
+    """The server's request counter (``GET /_stats``), zeroed afterwards with ``reset``."""
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/_stats") as r:
+        count = orjson.loads(r.read())["requests"]
+    if reset:
+        urllib.request.urlopen(urllib.request.Request(f"{root}/_reset", method="POST")).close()
+    return count
 
 
 def main() -> None:
@@ -56,21 +66,29 @@ def main() -> None:
         "utility (2 q x 4 rounds)": lambda c: caption_utility(c, questions_for(dataset), predictions, lang="en"),
         "balanced": lambda c: balanced_scores(c, c, balanced_items(dataset, predictions), lang="en"),
     }
-    with tempfile.TemporaryDirectory() as tmp, JudgeServer() as server:
-        server.state.responder = fake_model
-        config = ClientConfig.resolve(model="fake", base_url=server.base_url, api_key="sk-bench", env={})
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--fake-model"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("READY "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        base_url = line.split()[1]
+        config = ClientConfig(Endpoint((base_url,), "fake", "sk-bench"))
         print(f"{n} images of the sample, system-a captions; requests per image (first run) and cache hits (second)")
         print(f"{'metric':26s} {'requests/image':>15s} {'2nd run: sent':>14s} {'cache hit rate':>15s}")
-        for name, run in metrics.items():
-            sent = []
-            for _ in range(2):
-                client = LLMClient(config, ResponseCache(Path(tmp) / f"{name}.sqlite"), progress=False)
-                server.state.reset()
-                asyncio.run(run(client))
-                sent.append(server.state.requests)
-            first, second = sent
-            hit = 1 - second / first if first else 0.0  # share of the first run's HTTP requests not sent again
-            print(f"{name:26s} {first / n:15.2f} {second:14d} {100 * hit:14.1f}%")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, run in metrics.items():
+                sent = []
+                for _ in range(2):
+                    client = LLMClient(config, ResponseCache(Path(tmp) / f"{name}.sqlite"), progress=False)
+                    server_requests(base_url, reset=True)
+                    asyncio.run(run(client))
+                    sent.append(server_requests(base_url))
+                first, second = sent
+                hit = 1 - second / first if first else 0.0  # share of the first run's HTTP requests not sent again
+                print(f"{name:26s} {first / n:15.2f} {second:14d} {100 * hit:14.1f}%")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ the repair turns), or whose reference has no assertion, is excluded and counted 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm_client import LLMClient, complete_parsed, json_in_answer, user_message
+from ecac_bench.llm import LLMClient, complete_parsed, json_in_answer, user_message
 from ecac_bench.prompts import load_prompt
 from ecac_bench.toy_precision import parse_name_list
 
@@ -191,7 +191,7 @@ def _numbered(items: Sequence[str]) -> str:
 
 
 async def _ask(
-    client: LLMClient, task: str, lang: str, conversations: list[list[dict[str, Any]]], parse: Any, retries: int
+    client: LLMClient, task: str, lang: str, conversations: Iterable[list[dict[str, Any]]], parse: Any, retries: int
 ) -> list[Any]:
     prompt, repair = load_prompt(task, lang), load_prompt("balanced_repair", lang)
     return await complete_parsed(
@@ -223,7 +223,7 @@ async def balanced_scores(
         llm,
         "balanced_decompose",
         lang,
-        [[user_message(decompose.render(text=t))] for t in texts],
+        ([user_message(decompose.render(text=t))] for t in texts),
         parse_assertions,
         retries,
     )
@@ -261,7 +261,7 @@ async def balanced_scores(
         llm,
         "balanced_linguistic",
         lang,
-        [[user_message(rate.render(caption=items[k][1]))] for k in ready],
+        ([user_message(rate.render(caption=items[k][1]))] for k in ready),
         parse_linguistic,
         retries,
     )
@@ -299,7 +299,7 @@ async def _ask_each(
     out: dict[int, Any] = {}
     for n in sorted({size for _, _, size in jobs}):
         group = [(k, conv) for k, conv, size in jobs if size == n]
-        answers = await _ask(client, task, lang, [c for _, c in group], lambda text, n=n: parse(text, n), retries)
+        answers = await _ask(client, task, lang, (c for _, c in group), lambda text, n=n: parse(text, n), retries)
         out.update({k: a for (k, _), a in zip(group, answers, strict=True)})
     return out
 

@@ -9,7 +9,7 @@ import sys
 
 from ecac_bench import __version__
 from ecac_bench.data import DataValidationError
-from ecac_bench.errors import ClientConfigError, FatalAPIError
+from ecac_bench.errors import ClientConfigError, RunStoppedError
 
 # Subcommand modules under ecac_bench.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
         return args.func(args)
-    except (DataValidationError, FileNotFoundError, ImportError, ValueError, ClientConfigError, FatalAPIError) as exc:
-        # Bad input, a missing optional extra, or an endpoint that rejects every request: a clear message and exit
-        # code 2, no traceback.
-        # Judge answers received before a FatalAPIError are already in the response cache.
+    except (DataValidationError, FileNotFoundError, ImportError, ValueError, ClientConfigError, RunStoppedError) as exc:
+        # Bad input, a missing optional extra, an endpoint that rejects every request, or a response cache that
+        # failed on write: a clear message and exit code 2, no traceback. Judge answers received before the run
+        # stopped are already in the response cache (or in the fallback file the message names).
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -5,7 +5,7 @@ The judge sees the image and one caption and is asked (``prompts/judge_score.<la
 asking again in the same conversation (``prompts/judge_score_repair.<lang>.j2``) up to ``parse_retries`` times,
 then recorded as a failure: never silently scored 0. :func:`aggregate_judge_scores` is the pure aggregation
 (mean, population std, n, n_failed); :func:`judge_captions` does the I/O through
-:class:`~ecac_bench.llm_client.LLMClient`.
+:class:`~ecac_bench.llm.LLMClient`, asking for :data:`SCORE_SCHEMA` where the server supports structured output.
 Exact definitions: docs/judges.md.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm_client import LLMClient, answer_blocks, complete_parsed, user_message
+from ecac_bench.llm import JsonSchema, LLMClient, answer_blocks, complete_parsed, user_message
 from ecac_bench.prompts import load_prompt
 
 SCORE_MIN, SCORE_MAX = 0.0, 100.0
@@ -154,6 +154,19 @@ def inputs_from_predictions(
     return inputs
 
 
+# The judge's answer as a JSON schema, sent as response_format where the server supports it (the answer is parsed
+# by parse_score either way).
+SCORE_SCHEMA = JsonSchema(
+    "judge_score",
+    {
+        "type": "object",
+        "properties": {"score": {"type": "number", "minimum": SCORE_MIN, "maximum": SCORE_MAX}},
+        "required": ["score"],
+        "additionalProperties": False,
+    },
+)
+
+
 def prompt_version(lang: str) -> str:
     return f"{load_prompt('judge_score', lang).tag}+{load_prompt('judge_score_repair', lang).tag}"
 
@@ -163,7 +176,7 @@ async def judge_captions(
 ) -> list[JudgeOutcome]:
     """Score every input; answers without a usable score get up to ``parse_retries`` repair turns."""
     prompt, repair = load_prompt("judge_score", lang), load_prompt("judge_score_repair", lang)
-    conversations = [[user_message(prompt.render(caption=x.caption), [x.image] if x.image else [])] for x in inputs]
+    conversations = ([user_message(prompt.render(caption=x.caption), [x.image] if x.image else [])] for x in inputs)
 
     def parse(text: str) -> tuple[float | None, str | None]:
         parsed = parse_score(text)
@@ -177,6 +190,7 @@ async def judge_captions(
         version=prompt_version(lang),
         retries=parse_retries,
         desc="judge",
+        response_format=SCORE_SCHEMA,
     )
     return [
         JudgeOutcome(x.id, x.index, a.value, a.error, a.rounds, a.answer) for x, a in zip(inputs, answers, strict=True)

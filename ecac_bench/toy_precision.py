@@ -27,7 +27,7 @@ from typing import Any
 import jieba
 
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm_client import LLMClient, answer_blocks, complete_parsed, user_message
+from ecac_bench.llm import LLMClient, answer_blocks, complete_parsed, user_message
 from ecac_bench.matching import MatchConfig, ToyMatcher, needs_word_boundary, normalize_text
 from ecac_bench.prompts import load_prompt
 
@@ -103,7 +103,7 @@ async def extract_with_llm(
     pairs = [(image_id, caption) for image_id, captions in predictions.items() for caption in captions]
     answers = await complete_parsed(
         client,
-        [[user_message(prompt.render(caption=caption))] for _, caption in pairs],
+        ([user_message(prompt.render(caption=caption))] for _, caption in pairs),
         parse_name_list,
         lambda problem: repair.render(problem=problem),
         version=f"{prompt.tag}+{repair.tag}",

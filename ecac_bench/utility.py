@@ -19,16 +19,17 @@ in at least ``pass_visual_min`` of the rounds and the LLM *without any caption* 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import DataValidationError, EcacDataset, Problem, jsonl_rows, problem_sink
-from ecac_bench.llm_client import LLMClient, complete_parsed, json_in_answer, user_message
+from ecac_bench.llm import ChatRequest, LLMClient, complete_parsed, json_in_answer, user_message
 from ecac_bench.prompts import load_prompt
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -120,7 +121,13 @@ def shuffle_rounds(
     items: Sequence[QAItem], rounds: int = 4, seed: int = 0, lang: str = "zh", add_cannot_answer: bool = True
 ) -> list[ShuffledQuestion]:
     """All rounds of all questions, each with its own seeded shuffle (stable across runs and machines)."""
-    out = []
+    return list(iter_rounds(items, rounds, seed, lang, add_cannot_answer))
+
+
+def iter_rounds(
+    items: Iterable[QAItem], rounds: int = 4, seed: int = 0, lang: str = "zh", add_cannot_answer: bool = True
+) -> Iterator[ShuffledQuestion]:
+    """:func:`shuffle_rounds` one round at a time (a run over millions of rounds never holds them all)."""
     for qi, item in enumerate(items):
         for r in range(rounds):
             digest = hashlib.sha256(f"{seed}|{item.id}|{qi}|{r}".encode()).digest()
@@ -129,8 +136,7 @@ def shuffle_rounds(
             options = [item.options[i] for i in order]
             if add_cannot_answer:
                 options.append(CANNOT_ANSWER[lang])
-            out.append(ShuffledQuestion(item, qi, r, tuple(options), order.index(item.answer)))
-    return out
+            yield ShuffledQuestion(item, qi, r, tuple(options), order.index(item.answer))
 
 
 _LEADING = re.compile(r"^\W*(?:answer|option|答案|选项|选)?\s*[:：是为]?\s*\(?\s*([A-Z])\b", re.I)
@@ -156,7 +162,7 @@ def parse_choice(text: str | None, n_options: int) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoundOutcome:
     id: str
     question_index: int
@@ -217,41 +223,37 @@ def _question_text(q: ShuffledQuestion) -> str:
 
 async def answer_rounds(
     client: LLMClient,
-    rounds: Sequence[ShuffledQuestion],
+    rounds: Iterable[ShuffledQuestion],
     *,
     context: Mapping[str, str] | None,
     images: Mapping[str, Path] | None = None,
     lang: str = "zh",
     desc: str = "utility",
 ) -> list[RoundOutcome]:
-    """Ask every round. ``context``: id -> caption (None: no caption, for the leak filter); ``images``: id -> image
-    path to show the image instead (the visual filter)."""
+    """Ask every round, in order. ``context``: id -> caption (None: no caption, for the leak filter); ``images``:
+    id -> image path to show the image instead (the visual filter). Any answer text is an answer (a missing letter is
+    a wrong answer, not a failure). ``rounds`` is consumed as the client admits requests: only the rounds in flight
+    are held, next to the outcomes."""
     prompt = load_prompt("utility_answer", lang)
-    conversations = []
-    for q in rounds:
-        caption = None if context is None else context.get(q.item.id, "")
-        text = prompt.render(caption=caption, question=_question_text(q), letters=q.letters, with_image=bool(images))
-        conversations.append([user_message(text, [images[q.item.id]] if images else [])])
-    answers = await complete_parsed(
-        client,
-        conversations,
-        lambda text: (text, None),  # any text is an answer; a missing letter is a wrong answer, not a failure
-        lambda problem: problem,
-        version=prompt.tag,
-        retries=0,
-        desc=desc,
-    )
-    return [
-        RoundOutcome(
-            q.item.id,
-            q.question_index,
-            q.round,
-            parse_choice(a.answer, len(q.options)) if a.ok else None,
-            q.correct,
-            a.error,
-        )
-        for q, a in zip(rounds, answers, strict=True)
-    ]
+    outcomes: list[RoundOutcome | None] = []
+    asked: dict[int, ShuffledQuestion] = {}
+
+    def requests() -> Iterator[ChatRequest]:
+        for i, q in enumerate(rounds):
+            outcomes.append(None)
+            asked[i] = q
+            caption = None if context is None else context.get(q.item.id, "")
+            question = _question_text(q)
+            text = prompt.render(caption=caption, question=question, letters=q.letters, with_image=bool(images))
+            yield ChatRequest((user_message(text, [images[q.item.id]] if images else []),), prompt.tag)
+
+    async with contextlib.aclosing(client.astream(requests(), desc=desc)) as stream:
+        async for i, result in stream:
+            q = asked.pop(i)
+            chosen = parse_choice(result.text, len(q.options)) if result.ok else None
+            error = None if result.ok else result.error or "no answer"
+            outcomes[i] = RoundOutcome(q.item.id, q.question_index, q.round, chosen, q.correct, error)
+    return outcomes  # type: ignore[return-value]
 
 
 async def caption_utility(
@@ -265,7 +267,7 @@ async def caption_utility(
 ) -> UtilityResult:
     """The CapRL utility of one caption per image (the first, when a prediction row has several)."""
     context = {image_id: caps[0] if caps else "" for image_id, caps in captions.items()}
-    shuffled = shuffle_rounds(items, rounds, seed, lang)
+    shuffled = iter_rounds(items, rounds, seed, lang)
     return aggregate_utility(await answer_rounds(client, shuffled, context=context, lang=lang))
 
 
@@ -343,7 +345,7 @@ async def generate_questions(
     records = list(dataset)
     answers = await complete_parsed(
         vlm,
-        [[user_message(prompt.render(n=per_image, area=r.area), [r.image])] for r in records],
+        ([user_message(prompt.render(n=per_image, area=r.area), [r.image])] for r in records),
         lambda text: parse_generated_questions(text, "?"),  # ids are set per image below
         lambda problem: repair.render(problem=problem, n=per_image),
         version=f"{prompt.tag}+{repair.tag}",

@@ -24,12 +24,9 @@ import sys
 from pathlib import Path
 
 import jinja2
-import uvicorn
-from fastapi import Request
-from fastapi.responses import JSONResponse
+from aiohttp import web
 from judge_server import ServerState, create_app  # run as a script: its folder is on sys.path
 from PIL import Image
-from starlette.middleware.base import BaseHTTPMiddleware
 
 IMAGE_PLACEHOLDER = "<|begin_of_image|><|endoftext|><|end_of_image|>"
 
@@ -78,29 +75,29 @@ def main(argv: list[str]) -> int:
     served = args.served_model_name or args.model
     auth_file = os.environ.get("FAKE_VLLM_AUTH_FILE")
 
-    class VllmBehaviour(BaseHTTPMiddleware):
-        async def dispatch(self, request: Request, call_next):
-            if request.url.path == "/v1/models":
-                return JSONResponse({"object": "list", "data": [{"id": served, "object": "model"}]})
-            if request.url.path == "/health":
-                return JSONResponse({})
-            if auth_file and request.url.path.startswith("/v1/"):
-                with open(auth_file, "a") as fh:
-                    fh.write(request.headers.get("authorization", "") + "\n")
-            if request.url.path == "/v1/chat/completions":
-                body = json.loads(await request.body())
-                if template is not None:
-                    try:
-                        template.render(messages=_string_contents(body), add_generation_prompt=True)
-                    except jinja2.TemplateError as exc:
-                        return JSONResponse({"error": {"message": f"chat template: {exc}"}}, status_code=400)
-                if fail_red and any(image.getpixel((0, 0)) == (255, 0, 0) for image in _images(body)):
-                    return JSONResponse({"error": {"message": "fake failure for a red image"}}, status_code=500)
-            return await call_next(request)
+    @web.middleware
+    async def vllm_behaviour(request: web.Request, handler):
+        if request.path == "/v1/models":
+            return web.json_response({"object": "list", "data": [{"id": served, "object": "model"}]})
+        if request.path == "/health":
+            return web.json_response({})
+        if auth_file and request.path.startswith("/v1/"):
+            with open(auth_file, "a") as fh:
+                fh.write(request.headers.get("Authorization", "") + "\n")
+        if request.path == "/v1/chat/completions":
+            body = json.loads(await request.read())  # aiohttp keeps the body for the handler
+            if template is not None:
+                try:
+                    template.render(messages=_string_contents(body), add_generation_prompt=True)
+                except jinja2.TemplateError as exc:
+                    return web.json_response({"error": {"message": f"chat template: {exc}"}}, status=400)
+            if fail_red and any(image.getpixel((0, 0)) == (255, 0, 0) for image in _images(body)):
+                return web.json_response({"error": {"message": "fake failure for a red image"}}, status=500)
+        return await handler(request)
 
     app = create_app(ServerState())
-    app.add_middleware(VllmBehaviour)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    app.middlewares.append(vllm_behaviour)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
 
 

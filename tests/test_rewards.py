@@ -11,7 +11,7 @@ from fake_judge import fake_model
 from judge_server import JudgeServer
 from rsrs_helpers import NEUTRAL_CAPTION, ScriptedRollout, tagged_dataset, train_records
 
-from ecac_bench.llm_client import ClientConfig, LLMClient, ResponseCache
+from ecac_bench.llm import ClientConfig, Endpoint, LLMClient, ResponseCache
 from trainers.data import load_model_and_processor
 from trainers.rewards import RewardArguments, build_reward_funcs, length_ratio, mask_outside_length_band
 from trainers.rsrs import RSRSConfig, RSRSTrainer
@@ -128,7 +128,7 @@ def rollout_text(record, slot: int) -> str:
 def test_judged_rewards_reach_the_trainer(tiny_qwen: Path, tmp_path: Path) -> None:
     with JudgeServer() as server:
         server.state.responder = fake_model
-        config = ClientConfig.resolve(model="fake", base_url=server.base_url, api_key="sk-test", env={})
+        config = ClientConfig(Endpoint((server.base_url,), "fake", "sk-test"))
         cache = ResponseCache.in_dir(tmp_path / "cache")
         clients = (LLMClient(config, cache, progress=False), LLMClient(config, cache, progress=False))
         args = RewardArguments(rewards=["toy", "precision", "recall", "linguistic"], judge_lang="en")
@@ -169,7 +169,7 @@ def test_utility_reward_per_completion(tmp_path: Path) -> None:
     ]
     with JudgeServer() as server:
         server.state.responder = fake_model
-        config = ClientConfig.resolve(model="fake", base_url=server.base_url, api_key="sk-test", env={})
+        config = ClientConfig(Endpoint((server.base_url,), "fake", "sk-test"))
         reward = UtilityReward(LLMClient(config, None, progress=False), questions, rounds=2, lang="en")
         completions = ["A drum in the garden.", "A drum.", "Nothing to see.", "A kite in the garden."]
         values = reward(completions=completions, id=["img"] * 4)

@@ -144,7 +144,7 @@ def test_balanced_parsers():
 
 
 def test_json_in_answer_forms():
-    from ecac_bench.llm_client import json_in_answer
+    from ecac_bench.llm import json_in_answer
 
     assert json_in_answer("Sure.\n```json\n[1, 2]\n```") == [1, 2]
     assert json_in_answer("{“clarity”: 4}", "{") == {"clarity": 4}  # typographic quotes

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ecac_bench.balanced import BalancedImage, balanced_scores
-from ecac_bench.llm_client import ClientConfig, LLMClient, ResponseCache
+from ecac_bench.llm import LLMClient, Settings
 from ecac_bench.matching import normalize_text
 from ecac_bench.utility import (
     QAItem,
@@ -156,11 +156,8 @@ class UtilityReward:
 
 def judge_clients(vlm_model: str | None = None) -> tuple[LLMClient, LLMClient]:
     """The LLM and VLM judge clients, configured from ECAC_JUDGE_* / OPENAI_* (see docs/judges.md), one cache."""
-    config = ClientConfig.resolve()
-    cache = ResponseCache.in_dir()
-    llm = LLMClient(config, cache, progress=False)
-    vlm = LLMClient(replace(config, model=vlm_model or config.model), cache, progress=False)
-    return llm, vlm
+    settings = Settings.from_env(vlm_model=vlm_model, no_progress=True)
+    return LLMClient.from_settings(settings, "judge"), LLMClient.from_settings(settings, "vlm")
 
 
 def build_reward_funcs(args: RewardArguments, clients: tuple[LLMClient, LLMClient] | None = None) -> list[RewardFunc]:

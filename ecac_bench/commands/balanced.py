@@ -18,8 +18,8 @@ from ecac_bench.commands._common import (
     metrics_table,
     write_report,
 )
-from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
-from ecac_bench.commands._sibling import add_vlm_args, vlm_client
+from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.llm import LLMClient
 from ecac_bench.report import build_report
 
 METRICS = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore", "n", "n_failed")
@@ -30,19 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(parser)
     add_predictions_args(parser, "score only the predicted images")
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="prompt language (default zh)")
-    parser.add_argument("--parse-retries", type=int, default=2, help="repair turns for unreadable answers")
-    add_llm_args(parser)
-    add_vlm_args(parser)
+    add_llm_args(parser, vlm=True, parse_retries=2)
     add_output_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
-    llm = client_from_args(args)
-    vlm = vlm_client(args, llm)
+    llm, vlm = LLMClient.from_settings(settings), LLMClient.from_settings(settings, "vlm")
     items = balanced_items(dataset, predictions)
-    images = asyncio.run(balanced_scores(llm, vlm, items, lang=args.lang, retries=args.parse_retries))
+    images = asyncio.run(balanced_scores(llm, vlm, items, lang=args.lang, retries=settings.parse_retries))
     result = aggregate_balanced(images)
     model = args.model or Path(predictions_path).stem
     report = build_report(
@@ -50,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         model=model,
         dataset=dataset.describe(),
         metrics=result.metrics(),
-        config={"lang": args.lang, "parse_retries": args.parse_retries, "vlm": vlm.config.describe()},
+        config={"lang": args.lang, "parse_retries": settings.parse_retries, "vlm": vlm.describe()},
         predictions=file_identity(predictions_path),
         failures=dict(Counter(i.error.split(":")[0] for i in images if i.error)),
         **llm_report_fields(llm),

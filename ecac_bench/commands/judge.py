@@ -18,7 +18,7 @@ from ecac_bench.commands._common import (
     metrics_table,
     write_report,
 )
-from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.judge import (
     LANGS,
     aggregate_judge_scores,
@@ -26,7 +26,7 @@ from ecac_bench.judge import (
     judge_captions,
     prompt_version,
 )
-from ecac_bench.llm_client import failure_counts
+from ecac_bench.llm import LLMClient, failure_counts
 from ecac_bench.report import build_report, write_bytes_atomic
 
 METRICS = ("judge_score", "judge_score_std", "n", "n_failed")
@@ -39,21 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(parser)
     add_predictions_args(parser, "judge only the predicted images")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="prompt language (default zh)")
-    parser.add_argument(
-        "--parse-retries", type=int, default=2, help="re-ask when an answer has no score in 0-100 (default 2)"
-    )
     parser.add_argument("--text-only", action="store_true", help="do not send the image (for text-only judges)")
     parser.add_argument("--items", type=Path, default=None, help="also write per-caption scores here (JSONL)")
-    add_llm_args(parser)
+    add_llm_args(parser, parse_retries=2)
     add_output_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
     inputs = inputs_from_predictions(dataset, predictions, with_image=not args.text_only)
-    client = client_from_args(args)
-    outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
+    client = LLMClient.from_settings(settings)
+    outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=settings.parse_retries))
     summary = aggregate_judge_scores([o.score for o in outcomes])
     model = args.model or Path(predictions_path).stem
     report = build_report(
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         config={
             "lang": args.lang,
             "prompt": prompt_version(args.lang),
-            "parse_retries": args.parse_retries,
+            "parse_retries": settings.parse_retries,
             "with_image": not args.text_only,
         },
         predictions=file_identity(predictions_path),

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 
 from ecac_bench.commands._common import add_data_args, console, load_data
-from ecac_bench.commands._llm import add_llm_args, client_from_args
-from ecac_bench.commands._sibling import add_vlm_args, vlm_client
+from ecac_bench.commands._llm import add_llm_args, llm_settings
+from ecac_bench.llm import LLMClient
 from ecac_bench.report import write_bytes_atomic
 from ecac_bench.utility import filter_questions, generate_questions
 
@@ -26,15 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pass-textual-max", type=float, default=0.25, help="max accuracy with no caption (leak)")
     parser.add_argument("--no-filter", action="store_true", help="keep every generated question")
     parser.add_argument("--lang", choices=("zh", "en"), default="zh")
-    add_llm_args(parser)
-    add_vlm_args(parser)
+    add_llm_args(parser, vlm=True)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = llm_settings(args)
     dataset = load_data(args)
-    llm = client_from_args(args)
-    vlm = vlm_client(args, llm)
+    llm, vlm = LLMClient.from_settings(settings), LLMClient.from_settings(settings, "vlm")
     items, failed = asyncio.run(generate_questions(vlm, dataset, per_image=args.per_image, lang=args.lang))
     kept = items
     if not args.no_filter:

@@ -11,8 +11,9 @@ import orjson
 
 from ecac_bench.agreement import load_candidates
 from ecac_bench.commands._common import add_data_args, add_match_args, console, file_identity, load_data, match_config
-from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.judge import LANGS, JudgeInput, judge_captions, prompt_version
+from ecac_bench.llm import LLMClient
 from ecac_bench.matching import ToyMatcher
 from ecac_bench.metrics import toy_reward
 from ecac_bench.report import build_report, write_bytes_atomic, write_json_atomic
@@ -32,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_match_args(parser)
     parser.add_argument("--lang", choices=LANGS, default="zh", help="judge prompt language (default zh)")
-    parser.add_argument("--parse-retries", type=int, default=2, help="judge: re-ask when an answer has no score")
-    add_llm_args(parser)
+    add_llm_args(parser, parse_retries=2)
     parser.add_argument("--json", type=Path, default=None, help="also write a JSON report (means per method)")
     parser.set_defaults(func=run)
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not methods:
         console.print(f"[red]error:[/red] unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
         return 2
+    settings = llm_settings(args)
     dataset = load_data(args)
     candidates = load_candidates(args.candidates, dataset.by_id)
     scores: list[dict[str, float | None]] = [{} for _ in candidates]
@@ -57,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         config.update(match.describe())
     if "judge_score" in methods:
         inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, c in enumerate(candidates)]
-        client = client_from_args(args)
-        outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=args.parse_retries))
+        client = LLMClient.from_settings(settings)
+        outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=settings.parse_retries))
         for row, outcome in zip(scores, outcomes, strict=True):
             row["judge_score"] = outcome.score  # None for a failure: `agree` leaves that caption out
         config.update(lang=args.lang, prompt=prompt_version(args.lang))

@@ -19,9 +19,9 @@ from ecac_bench.commands._common import (
     metrics_table,
     write_report,
 )
-from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.judge import LANGS
-from ecac_bench.llm_client import failure_counts
+from ecac_bench.llm import LLMClient, failure_counts
 from ecac_bench.prompts import load_prompt
 from ecac_bench.report import build_report
 from ecac_bench.toy_precision import (
@@ -43,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_predictions_args(parser, "use only the predicted images")
     parser.add_argument("--extractor", choices=EXTRACTORS, default="llm", help="how names are extracted (default llm)")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="extraction prompt language (default zh)")
-    parser.add_argument("--parse-retries", type=int, default=1, help="re-ask when an answer is not a list")
     add_match_args(parser)
-    add_llm_args(parser)
+    add_llm_args(parser, parse_retries=1)
     add_output_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
     match = match_config(args)
     config: dict[str, object] = {**match.describe(), "extractor": args.extractor}
@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     if args.extractor == "lexicon":
         names = extract_with_lexicon(LexiconExtractor.for_dataset(dataset, match), predictions)
     else:
-        client = client_from_args(args)
+        client = LLMClient.from_settings(settings)
         names, failures = asyncio.run(
-            extract_with_llm(client, predictions, lang=args.lang, parse_retries=args.parse_retries)
+            extract_with_llm(client, predictions, lang=args.lang, parse_retries=settings.parse_retries)
         )
         prompt = load_prompt("toy_extract", args.lang).tag
-        config.update(lang=args.lang, prompt=prompt, parse_retries=args.parse_retries)
+        config.update(lang=args.lang, prompt=prompt, parse_retries=settings.parse_retries)
         extra = llm_report_fields(client)
     result = toy_precision(dataset, names, match)
     model = args.model or Path(predictions_path).stem

@@ -16,7 +16,8 @@ from ecac_bench.commands._common import (
     metrics_table,
     write_report,
 )
-from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
+from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.llm import LLMClient
 from ecac_bench.prompts import load_prompt
 from ecac_bench.report import build_report
 from ecac_bench.utility import caption_utility, load_questions
@@ -38,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
     items = load_questions(args.questions, dataset)
-    client = client_from_args(args)
+    client = LLMClient.from_settings(settings)
     result = asyncio.run(
         caption_utility(client, items, predictions, rounds=args.rounds, seed=args.seed, lang=args.lang)
     )

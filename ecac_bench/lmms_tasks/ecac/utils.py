@@ -21,7 +21,7 @@ from PIL import Image
 from ecac_bench import METRIC_KEYS, EcacDataset, ImageScore, aggregate_scores, load_dataset, score_image
 from ecac_bench.balanced import BalancedResult, aggregate_balanced, balanced_scores
 from ecac_bench.judge import JudgeInput, JudgeSummary, aggregate_judge_scores, judge_captions
-from ecac_bench.llm_client import ClientConfig, LLMClient, ResponseCache
+from ecac_bench.llm import LLMClient, Settings
 from ecac_bench.prompts import load_prompt
 from ecac_bench.toy_precision import (
     EXTRACTORS,
@@ -154,7 +154,7 @@ def judge_process_results_en(doc: dict[str, Any], results: Sequence[str]) -> dic
 
 def _client() -> LLMClient:
     """The judge client configured like ``ecac-bench judge`` without flags: ``ECAC_JUDGE_*`` / ``OPENAI_*``."""
-    return LLMClient(ClientConfig.resolve(), ResponseCache.in_dir())
+    return LLMClient.from_settings(Settings.from_env())
 
 
 @lru_cache(maxsize=8)
