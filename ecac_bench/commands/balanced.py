@@ -14,9 +14,9 @@ from ecac_bench.commands._common import (
     add_predictions_args,
     console,
     file_identity,
+    finish,
     load_data_and_predictions,
     metrics_table,
-    write_report,
 )
 from ecac_bench.commands._llm import add_llm_args, client_from_args, llm_report_fields
 from ecac_bench.commands._sibling import add_vlm_args, vlm_client
@@ -56,5 +56,4 @@ def run(args: argparse.Namespace) -> int:
         **llm_report_fields(llm),
     )
     console.print(metrics_table(f"balanced score ({llm.config.model})", [(model, report["metrics"])], METRICS))
-    write_report(args, report)
-    return 0 if result.n else 1
+    return finish(args, report, predictions, 0 if result.n else 1)
