@@ -1,12 +1,14 @@
 """Check what an lmms-eval run wrote, because its exit code says nothing: lmms-eval 0.7.3 exits 0 when a task
 crashes, when a dependency is missing, or when no results file is written at all.
 
-    python -m ecac_bench.lmms_results RUN_DIR --tasks ecac_tts,ecac_judge [--newer-than FILE]
+    python -m ecac_bench.lmms_results RUN_DIR --tasks ecac_tts,ecac_judge [--newer-than FILE] [--max-failed N]
 
 passes (exit 0, prints the results file) only when the newest ``*_results.json`` under RUN_DIR (newer than FILE,
 when given) holds every requested task (a group stands for its subtasks, as the file's ``group_subtasks`` lists
-them) with at least one finite numeric metric; otherwise it names what is missing and exits 2. The baseline
-scripts, ``trainers/rsrs.sh`` and the tests all check runs through here.
+them) with at least one finite numeric metric, and no task reports more ``n_failed_generations`` than allowed
+(``--max-failed``, a count or a fraction of the task's samples; default ``$ECAC_MAX_FAILED``, else 0); otherwise
+it names what is wrong and exits 2. The baseline scripts, ``trainers/rsrs.sh`` and the tests all check runs through
+here. (An ECAC task above ``$ECAC_MAX_FAILED`` at run time already made lmms-eval write no results file.)
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ecac_bench.generations import ENV_MAX_FAILED, N_FAILED_KEY, FailureAllowance
 
 
 class RunCheckError(RuntimeError):
@@ -27,7 +32,9 @@ class RunCheckError(RuntimeError):
 def newest_results_file(run_dir: Path, newer_than: float | None = None) -> Path | None:
     """The most recently written ``*_results.json`` under ``run_dir`` (modified after ``newer_than``, an epoch)."""
     candidates = [
-        p for p in run_dir.rglob("*_results.json") if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
+        p
+        for p in run_dir.rglob("*_results.json")
+        if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
     ]
     return max(candidates, key=lambda p: (p.stat().st_mtime, p.name), default=None)
 
@@ -54,12 +61,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def results_problems(data: Any, requested: Sequence[str]) -> list[str]:
-    """Why a parsed results file does not hold the requested tasks (empty when it does)."""
+def _samples(data: Mapping[str, Any], task: str) -> int | None:
+    counts = data.get("n-samples", {}).get(task) if isinstance(data.get("n-samples"), Mapping) else None
+    effective = counts.get("effective") if isinstance(counts, Mapping) else None
+    return effective if isinstance(effective, int) and not isinstance(effective, bool) else None
+
+
+def results_problems(data: Any, requested: Sequence[str], max_failed: FailureAllowance | None = None) -> list[str]:
+    """Why a parsed results file does not hold the requested tasks, or holds more failed generations than
+    ``max_failed`` allows (default none); empty when it is fine."""
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         return ["not an lmms-eval results file (no 'results' object)"]
     results = data["results"]
     groups = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), Mapping) else {}
+    allowance = max_failed or FailureAllowance()
     problems = []
     for task in expected_tasks(requested, groups):
         values = results.get(task)
@@ -69,10 +84,18 @@ def results_problems(data: Any, requested: Sequence[str]) -> list[str]:
         numeric = [k for k, v in values.items() if not k.endswith("_stderr,none") and k != "alias" and _is_number(v)]
         if not numeric:
             problems.append(f"task {task}: no numeric metric (got {dict(values)})")
+        failed = values.get(f"{N_FAILED_KEY},none")
+        if _is_number(failed) and allowance.exceeded(int(failed), _samples(data, task) or 0):
+            problems.append(
+                f"task {task}: {int(failed)} failed generation(s) of {_samples(data, task)} (allowed: "
+                f"{allowance.describe()}); its numbers leave them out and must not be published"
+            )
     return problems
 
 
-def check_run(run_dir: Path, tasks: Sequence[str], newer_than: float | None = None) -> Path:
+def check_run(
+    run_dir: Path, tasks: Sequence[str], newer_than: float | None = None, max_failed: FailureAllowance | None = None
+) -> Path:
     """The results file of a finished run that holds every task of ``tasks``; raises :class:`RunCheckError`."""
     path = newest_results_file(run_dir, newer_than)
     if path is None:
@@ -81,7 +104,7 @@ def check_run(run_dir: Path, tasks: Sequence[str], newer_than: float | None = No
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunCheckError(f"{path}: unreadable results file: {exc}") from None
-    problems = results_problems(data, tasks)
+    problems = results_problems(data, tasks, max_failed)
     if problems:
         raise RunCheckError(f"{path}: the run is incomplete:\n" + "\n".join(f"  {p}" for p in problems))
     return path
@@ -92,12 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="the --output_path of the lmms-eval run")
     parser.add_argument("--tasks", required=True, help="the --tasks given to lmms-eval (comma-separated)")
     parser.add_argument("--newer-than", type=Path, default=None, help="ignore results files older than this file")
+    parser.add_argument(
+        "--max-failed",
+        default=None,
+        help=f"failed generations a task may report: a count or a fraction (default ${ENV_MAX_FAILED}, else 0)",
+    )
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     try:
+        if args.max_failed is not None:
+            max_failed = FailureAllowance.parse(args.max_failed, "--max-failed")
+        else:
+            max_failed = FailureAllowance.parse(os.environ.get(ENV_MAX_FAILED) or "0", f"${ENV_MAX_FAILED}")
         since = args.newer_than.stat().st_mtime if args.newer_than is not None else None
-        print(check_run(args.run_dir, tasks, since))
-    except (RunCheckError, OSError) as exc:
+        print(check_run(args.run_dir, tasks, since, max_failed))
+    except (RunCheckError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -72,6 +72,9 @@ class ServerState:
     # Optional content-aware answers: called with the request's messages; a string it returns is the reply
     # (faults still apply first). Tests of multi-step metrics (utility, balanced) plug their fake model in here.
     responder: Callable[[list[dict[str, Any]]], str | None] | None = None
+    # Optional content-aware HTTP errors: called with the request's messages; a status code it returns is the answer
+    # (e.g. 400 for chosen images, as a server refusing a prompt that is too long).
+    fail_with: Callable[[list[dict[str, Any]]], int | None] | None = None
 
     def reset(self) -> None:
         """Zero the counters (``in_flight`` is live and stays)."""
@@ -138,6 +141,8 @@ def create_app(state: ServerState) -> FastAPI:
         if state.keep_bodies:
             state.bodies.append(body)
         messages = body["messages"]
+        if state.fail_with is not None and (status := state.fail_with(messages)):
+            return JSONResponse({"error": {"message": f"refused by the test ({status})"}}, status_code=status)
         first_user = next((_text_of(m) for m in messages if m.get("role") == "user"), "")
         state.per_conversation[first_user] += 1
         seen = state.per_conversation[first_user]
