@@ -35,6 +35,10 @@ CATEGORIES: tuple[str, ...] = ("outdoor", "classroom", "specialty")
 MAX_PROBLEMS = 100
 # Characters in visible categories (letter, number, punctuation, symbol) that nevertheless draw nothing.
 _BLANK_GLYPHS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+# The fast path tells two toys of a record apart by bit masks over their normalised names: name number i sets bit
+# i mod _NAME_BITS. Masks of at most this many bits stay cheap to AND; beyond that many distinct names two names may
+# share a bit, which only sends a record to the detailed checks (which compare the names themselves).
+_NAME_BITS = 1024
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "ecac_sample.jsonl"
@@ -61,7 +65,7 @@ class ToyAnnotation:
     # accepted names as the matching rule sees them (ecac_bench.matching.match_plan).
     toy_class: int = field(init=False, repr=False, compare=False)
     match_names: tuple[tuple[str, bool], ...] = field(init=False, repr=False, compare=False)
-    # The distinct normalised accepted names: what makes two toys of one image the same toy (see _duplicate_names).
+    # The distinct normalised accepted names: two toys of one image may not share one (_Validator._check_toy_set).
     name_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -173,14 +177,6 @@ def has_visible_character(name: str) -> bool:
     return any(unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANK_GLYPHS for ch in normalize_text(name))
 
 
-def _duplicate_names(toys: tuple[ToyAnnotation, ...]) -> bool:
-    """Whether two toys of one image share a normalised name or alias (cheap: the common case of the fast path)."""
-    if len(toys) < 2:
-        return False
-    sets = [t.name_set for t in toys]
-    return len(frozenset().union(*sets)) != sum(map(len, sets))
-
-
 @contextmanager
 def no_gc() -> Iterator[None]:
     """Pause the cyclic GC: bulk loading creates millions of small acyclic objects that it would rescan repeatedly."""
@@ -206,7 +202,10 @@ class _Validator:
         self.first_seen: dict[str, int] = {}
         self._shared: dict[str | None, str | None] = {}
         # Identical toy annotations repeat across a dataset: validate and build each one once.
-        self._toy_cache: dict[tuple[Any, ...], ToyAnnotation] = {}
+        # Each with its name mask (see _NAME_BITS): the fast path checks that a record's toys are a set with two int
+        # operations per toy.
+        self._toy_cache: dict[tuple[Any, ...], tuple[ToyAnnotation, int]] = {}
+        self._name_bit: dict[str, int] = {}
 
     def problem(self, line: int | None, field_name: str, message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
@@ -242,7 +241,7 @@ class _Validator:
         except TypeError:  # unhashable junk inside aliases: fall through to the detailed checks
             cached = None
         if cached is not None:
-            return cached
+            return cached[0]
         ok = True
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -280,7 +279,10 @@ class _Validator:
         if not ok:
             return None
         toy = ToyAnnotation(name, level, ground, aliases)  # type: ignore[arg-type]
-        self._toy_cache[key] = toy
+        mask = 0
+        for norm in toy.name_set:
+            mask |= 1 << self._name_bit.setdefault(norm, len(self._name_bit) % _NAME_BITS)
+        self._toy_cache[key] = (toy, mask)
         return toy
 
     def _check_toy_set(self, toys_raw: list[dict[str, Any]], line: int) -> None:
@@ -339,19 +341,19 @@ class _Validator:
                 return None
             cache = self._toy_cache
             toys = []
+            names = 0  # the name masks of the toys so far: a toy sharing a bit goes to the detailed checks
             for raw in toys_raw:
                 aliases = raw.get("aliases")
                 if aliases is None:
-                    toy = cache.get((raw["name"], raw["level"], raw["ground"]))
+                    cached = cache.get((raw["name"], raw["level"], raw["ground"]))
                 else:
                     # a non-list stays as it is in the key: it matches nothing cached and gets the detailed checks
                     key = tuple(aliases) if type(aliases) is list else aliases
-                    toy = cache.get((raw["name"], raw["level"], raw["ground"], key))
-                if toy is None:
+                    cached = cache.get((raw["name"], raw["level"], raw["ground"], key))
+                if cached is None or names & cached[1]:
                     return None
-                toys.append(toy)
-            if len(toys) > 1 and _duplicate_names(tuple(toys)):
-                return None  # the detailed checks say which two toys
+                names |= cached[1]
+                toys.append(cached[0])
         except (TypeError, KeyError, AttributeError):
             return None
         self.first_seen[rec_id] = line

@@ -167,9 +167,7 @@ def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowRead
     n_failed_generations = n_generations = 0
     first_line: dict[str, int] = {}
     unknown: list[tuple[int, str]] = []
-    rows = 0
     for lineno, row in jsonl_rows(path, problem_sink(problems, path)):
-        rows += 1
         if problems and len(problems) >= MAX_PROBLEMS:
             break
         entry = reader(row, file, lineno, problems)
@@ -191,6 +189,14 @@ def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowRead
             n_generations += max(1, len(captions))
             continue
         n_generations += len(captions)
+        if len(captions) == 1:  # the common case, without building a list
+            reason = generation_failure(captions[0])
+            if reason is None:
+                predictions[rec_id] = captions
+            else:
+                failed[rec_id] = reason
+                n_failed_generations += 1
+            continue
         reasons = [reason for caption in captions if (reason := generation_failure(caption)) is not None]
         if reasons:
             # Every caption of a scored image is scored: an image with one failed sample of several is left out
@@ -200,7 +206,7 @@ def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowRead
         elif captions:
             predictions[rec_id] = captions
         # no caption at all ("captions": [], a sample with no response): missing, like an image with no row
-    if rows == 0 and not problems:
+    if not first_line and not unknown and not problems:  # every row read is one of these or a problem
         problems.append(Problem(file, None, "<file>", "holds no prediction rows (empty, or only blank lines)"))
     if unknown:
         shown = ", ".join(f"{i!r} (line {n})" for n, i in unknown[:_SHOW_IDS])

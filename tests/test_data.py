@@ -345,3 +345,16 @@ def test_fast_path_agrees_with_the_detailed_checks(rows):
         checked = checked_side.record_checked(row, line)
         assert fast == checked
         assert fast_side.problems == checked_side.problems
+
+
+def test_name_masks_that_share_a_bit_only_cost_time(tmp_path, monkeypatch):
+    # With 2 bits, names 0 and 2 share a bit: the fast path defers, the detailed checks accept the distinct names.
+    import ecac_bench.data as data_module
+
+    monkeypatch.setattr(data_module, "_NAME_BITS", 2)
+    rows = [with_(id="a", toys=[_toy("x"), _toy("y")]), with_(id="b", toys=[_toy("x"), _toy("z")])]
+    fast, checked = _Validator("f", Path("/d"), "line"), _Validator("f", Path("/d"), "line")
+    for line, row in enumerate(rows, start=1):
+        assert (fast.record_fast(row, line) or fast.record_checked(row, line)) == checked.record_checked(row, line)
+    assert fast.problems == [] and fast.record_fast(with_(id="c", toys=[_toy("x"), _toy("z")]), 3) is None
+    assert fast.record_fast(with_(id="d", toys=[_toy("x"), _toy("y")]), 4) is not None
