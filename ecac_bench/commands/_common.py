@@ -15,7 +15,6 @@ from ecac_bench.data import SAMPLE_DATA, SAMPLE_PREDICTIONS, EcacDataset, load_d
 from ecac_bench.generations import N_FAILED_KEY, FailureAllowance
 from ecac_bench.matching import MatchConfig
 from ecac_bench.predictions import Predictions, load_predictions
-from ecac_bench.prompts import load_prompt
 from ecac_bench.report import file_sha256, write_json_atomic
 
 console = Console()
@@ -95,12 +94,16 @@ def caption_prompt_identity(prompt_id: str) -> dict[str, str | None]:
     one of this harness's templates at its current version (``caption.zh@2``), that template's content hash."""
     name, _, version = prompt_id.partition("@")
     task, _, lang = name.rpartition(".")
-    try:
-        template = load_prompt(task, lang) if task and lang else None
-    except ValueError:
-        template = None
-    if template is not None and template.version == version:
-        return template.identity()
+    if task and lang and version:
+        # Imported here: jinja2 costs `score` a fifth of a second of start-up, and most ids are not ours.
+        from ecac_bench.prompts import load_prompt
+
+        try:
+            template = load_prompt(task, lang)
+        except ValueError:
+            template = None
+        if template is not None and template.version == version:
+            return template.identity()
     return {"id": prompt_id, "sha256": None}
 
 
