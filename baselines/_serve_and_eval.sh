@@ -118,7 +118,9 @@ model_args="model=$model,base_url=$base_url,num_concurrent=${CONCURRENCY:-64},ti
 marker="$staging/.started"
 touch "$marker"
 # The server we started has no key: lmms-eval's openai backend gets a dummy one, never the caller's OPENAI_API_KEY.
-OPENAI_API_KEY=EMPTY "${lmms_eval_cmd[@]}" \
+# ECAC_MAX_FAILED: the tasks report every failed generation (rather than failing inside lmms-eval, which then writes
+# nothing to inspect); the check below publishes only a run without any.
+OPENAI_API_KEY=EMPTY ECAC_MAX_FAILED=1000000000 "${lmms_eval_cmd[@]}" \
   --model openai \
   --model_args "$model_args" \
   --tasks "$tasks" \

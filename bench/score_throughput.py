@@ -55,10 +55,15 @@ def generate(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
             zh = rng.random() < 0.7
             vocab = ZH if zh else EN
             toys = []
-            for name in rng.sample(vocab, rng.randint(0, 5)):
+            names = rng.sample(vocab, rng.randint(0, 5))
+            used = set(names)  # an image's toys are a set: no name or alias shared by two toys (docs/data_format.md)
+            for name in names:
                 toy = {"name": name, "level": rng.choice(LEVELS), "ground": rng.choice(GROUNDS)}
-                if rng.random() < 0.3:
-                    toy["aliases"] = [rng.choice(vocab)]
+                free = [v for v in vocab if v not in used]
+                if rng.random() < 0.3 and free:
+                    alias = rng.choice(free)
+                    used.add(alias)
+                    toy["aliases"] = [alias]
                 toys.append(toy)
             said = [t["name"] for t in toys if rng.random() < 0.5] + [rng.choice(vocab)]
             sep = "、" if zh else ", "

@@ -3,8 +3,12 @@
 For each image, K candidate captions are ranked by annotators (1 = best); a caption's human rank is the mean of
 its annotators' ranks. An automatic score (higher = better) agrees when it orders the captions as the humans do.
 Per image we compute Kendall's tau-b and Spearman's rho (scipy) between the score and the *negated* mean rank,
-so +1 is perfect agreement, then average over images. Also reported: the pooled coefficients (all (rank, score)
-pairs of all images in one computation) and a percentile bootstrap CI of the per-image means (images resampled).
+so +1 is perfect agreement, then average over images. An image where the method gives every caption the same score
+counts as no agreement (tau = rho = 0): telling the captions apart is exactly what the method is asked to do
+(``skip_ties=True`` leaves such images out instead). An image whose human ranks are all tied carries no human
+signal and is skipped. Also reported: the pooled coefficients (all (rank, score) pairs of the images the mean uses,
+in one computation) and a percentile bootstrap CI of the per-image means (images resampled). docs/judges.md has the
+exact rules.
 
 File formats (JSONL, one row per caption; see docs/judges.md):
 
@@ -32,10 +36,12 @@ Table = dict[str, dict[str, float]]
 
 
 def _read_jsonl(path: Path, problems: list[Problem]) -> list[tuple[int, dict[str, Any]]]:
-    """Rows with a usable ``id`` and ``caption_id``; every other line adds a problem."""
+    """Rows with a usable ``id`` and ``caption_id``; every other line adds a problem, and so does a file with none."""
     rows = []
     path = Path(path)
+    n_problems, n_lines = len(problems), 0
     for line_no, row in jsonl_rows(path, problem_sink(problems, path)):
+        n_lines += 1
         if not isinstance(row, dict):
             problems.append(Problem(str(path), line_no, "<record>", "each line must be a JSON object"))
             continue
@@ -44,6 +50,8 @@ def _read_jsonl(path: Path, problems: list[Problem]) -> list[tuple[int, dict[str
             problems.append(Problem(str(path), line_no, key, "missing, or not a string/integer"))
         if not bad:
             rows.append((line_no, row))
+    if n_lines == 0 and len(problems) == n_problems:
+        problems.append(Problem(str(path), None, "<file>", "holds no rows (empty, or only blank lines)"))
     return rows
 
 
@@ -132,13 +140,17 @@ class ImageAgreement:
     n_captions: int
     kendall_tau: float
     spearman_rho: float
+    score_tied: bool = False  # the method gave every caption the same score: counted as tau = rho = 0
 
 
 @dataclass(frozen=True)
 class AgreementResult:
     """Means over images (``kendall_tau``, ``spearman_rho``), pooled coefficients and bootstrap CIs.
-    ``n_images`` = images used; ``n_skipped`` = images where a coefficient is undefined (fewer than 2 captions,
-    or all human ranks or all scores tied) or a caption has no score."""
+
+    ``n_images`` = images in the means; ``n_score_ties`` = images where the method scored every caption alike (in
+    the means as 0, or skipped with ``skip_ties``); ``n_skipped_human_ties`` = images whose human ranks are all
+    tied (no human signal: always skipped); ``n_skipped`` = every image left out (also those with fewer than 2
+    captions or a caption without a score)."""
 
     method: str
     kendall_tau: float | None
@@ -149,11 +161,14 @@ class AgreementResult:
     spearman_rho_ci: tuple[float, float] | None
     n_images: int
     n_skipped: int
+    n_score_ties: int
+    n_skipped_human_ties: int
+    skip_ties: bool
     images: tuple[ImageAgreement, ...]
 
     def metrics(self) -> dict[str, Any]:
         out = asdict(self)
-        del out["images"], out["method"]
+        del out["images"], out["method"], out["skip_ties"]  # skip_ties is configuration: the report's config says it
         return out
 
 
@@ -184,12 +199,16 @@ def agreement(
     n_boot: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    skip_ties: bool = False,
 ) -> AgreementResult:
-    """Pure computation over mean human ranks and scores (both image -> caption -> value)."""
+    """Pure computation over mean human ranks and scores (both image -> caption -> value).
+
+    ``skip_ties``: leave out images where the method scores every caption alike, instead of counting them as
+    tau = rho = 0 (the default)."""
     images: list[ImageAgreement] = []
     pooled_x: list[float] = []
     pooled_y: list[float] = []
-    skipped = 0
+    skipped = score_ties = human_ties = 0
     for image_id, ranks in human.items():
         image_scores = scores.get(image_id, {})
         captions = sorted(ranks)
@@ -198,16 +217,29 @@ def agreement(
             continue
         x = [-ranks[c] for c in captions]  # negated: rank 1 is best, the highest "human score"
         y = [image_scores[c] for c in captions]
-        tau, rho = _coefficients(x, y) if len(set(x)) > 1 and len(set(y)) > 1 else (math.nan, math.nan)
-        if math.isnan(tau) or math.isnan(rho):
+        if len(set(x)) == 1:  # no human preference to agree with
             skipped += 1
+            human_ties += 1
             continue
-        images.append(ImageAgreement(image_id, len(captions), tau, rho))
+        tied = len(set(y)) == 1
+        if tied:
+            score_ties += 1
+            if skip_ties:
+                skipped += 1
+                continue
+            tau, rho = 0.0, 0.0  # a method that cannot tell the captions apart does not agree with the humans
+        else:
+            tau, rho = _coefficients(x, y)
+        images.append(ImageAgreement(image_id, len(captions), tau, rho, tied))
         pooled_x += x
         pooled_y += y
     taus = [im.kendall_tau for im in images]
     rhos = [im.spearman_rho for im in images]
-    pooled = _coefficients(pooled_x, pooled_y) if images else (None, None)
+    # Pooled over the pairs of exactly the images in the means; scores all alike everywhere: no agreement, as per image.
+    if not images:
+        pooled: tuple[float | None, float | None] = (None, None)
+    else:
+        pooled = _coefficients(pooled_x, pooled_y) if len(set(pooled_y)) > 1 else (0.0, 0.0)
     return AgreementResult(
         method=method,
         kendall_tau=statistics.fmean(taus) if taus else None,
@@ -218,5 +250,8 @@ def agreement(
         spearman_rho_ci=_bootstrap_ci(rhos, n_boot, seed, confidence),
         n_images=len(images),
         n_skipped=skipped,
+        n_score_ties=score_ties,
+        n_skipped_human_ties=human_ties,
+        skip_ties=skip_ties,
         images=tuple(images),
     )

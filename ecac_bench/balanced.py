@@ -7,7 +7,9 @@ Per image (docs/sibling_metrics.md has the full text):
   *pointable* (about something one could point at in the image: an object, a person, an action, a place; not a
   mood of the photographer, an inference about intentions or a generic remark). A caption with no assertion has
   precision 0: it says nothing that can be checked;
-* **recall** = share of the reference's assertions that the LLM finds covered by the caption;
+* **recall** = share of the reference's assertions that the LLM finds mentioned in, or reasonably inferable from,
+  the caption's atomic assertions (BalCapRL compares assertions with assertions, not with the raw caption); a
+  caption with no assertion covers nothing;
 * **linguistic** = mean of clarity, fluency and coherence, each scored 1-5 by the LLM and mapped to [0, 1] by
   (s - 1) / 4;
 * **b-CapScore** = the harmonic mean of the three (0 when any is 0).
@@ -250,9 +252,17 @@ async def balanced_scores(
         "balanced_recall",
         lang,
         [
-            (k, [user_message(cover.render(caption=items[k][1], assertions=_numbered(refs[k])))], len(refs[k]))
+            (
+                k,
+                [
+                    user_message(
+                        cover.render(caption_assertions=_numbered(claims[k]), reference_assertions=_numbered(refs[k]))
+                    )
+                ],
+                len(refs[k]),
+            )
             for k in ready
-            if refs[k]
+            if refs[k] and claims[k]
         ],
         parse_coverage,
         retries,
@@ -281,7 +291,9 @@ async def balanced_scores(
             out.append(BalancedImage(image_id, None, None, None, error="; ".join(failures)))
             continue
         verdicts = answers["verify"].value if answers["verify"] is not None else []
-        flags = answers["recall"].value if answers["recall"] is not None else []
+        # No recall call: either the reference has no assertion (flags stay empty: excluded) or the caption has none
+        # (nothing is covered).
+        flags = answers["recall"].value if answers["recall"] is not None else [False] * len(refs[k])
         out.append(score_components(image_id, verdicts, flags, answers["linguistic"].value))
     return out
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ecac_bench.matching import match_plan
+from ecac_bench.matching import match_plan, normalize_text
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
 GROUNDS: tuple[str, ...] = ("foreground", "background")
@@ -32,6 +33,12 @@ CATEGORIES: tuple[str, ...] = ("outdoor", "classroom", "specialty")
 
 # Stop collecting after this many problems: a broken 250k-line file should not print 250k lines.
 MAX_PROBLEMS = 100
+# Characters in visible categories (letter, number, punctuation, symbol) that nevertheless draw nothing.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+# The fast path tells two toys of a record apart by bit masks over their normalised names: name number i sets bit
+# i mod _NAME_BITS. Masks of at most this many bits stay cheap to AND; beyond that many distinct names two names may
+# share a bit, which only sends a record to the detailed checks (which compare the names themselves).
+_NAME_BITS = 1024
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "ecac_sample.jsonl"
@@ -58,10 +65,13 @@ class ToyAnnotation:
     # accepted names as the matching rule sees them (ecac_bench.matching.match_plan).
     toy_class: int = field(init=False, repr=False, compare=False)
     match_names: tuple[tuple[str, bool], ...] = field(init=False, repr=False, compare=False)
+    # The distinct normalised accepted names: two toys of one image may not share one (_Validator._check_toy_set).
+    name_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "toy_class", _CLASS_INDEX.get((self.ground, self.level), -1))
         object.__setattr__(self, "match_names", match_plan((self.name, *self.aliases)))
+        object.__setattr__(self, "name_set", frozenset(norm for norm, _ in self.match_names))
 
     @property
     def accepted_names(self) -> tuple[str, ...]:
@@ -159,6 +169,14 @@ class EcacDataset:
         }
 
 
+def has_visible_character(name: str) -> bool:
+    """Whether a name, once normalised (docs/metrics.md), has a character that draws something: a letter, number,
+    punctuation mark or symbol. Only format/control characters (zero-width spaces, joiners, BOM, ...), whitespace,
+    unassigned or private-use code points and a few blank glyphs (Hangul fillers, the blank Braille pattern) draw
+    nothing; a caption can never be expected to name such a toy."""
+    return any(unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANK_GLYPHS for ch in normalize_text(name))
+
+
 @contextmanager
 def no_gc() -> Iterator[None]:
     """Pause the cyclic GC: bulk loading creates millions of small acyclic objects that it would rescan repeatedly."""
@@ -184,7 +202,10 @@ class _Validator:
         self.first_seen: dict[str, int] = {}
         self._shared: dict[str | None, str | None] = {}
         # Identical toy annotations repeat across a dataset: validate and build each one once.
-        self._toy_cache: dict[tuple[Any, ...], ToyAnnotation] = {}
+        # Each with its name mask (see _NAME_BITS): the fast path checks that a record's toys are a set with two int
+        # operations per toy.
+        self._toy_cache: dict[tuple[Any, ...], tuple[ToyAnnotation, int]] = {}
+        self._name_bit: dict[str, int] = {}
 
     def problem(self, line: int | None, field_name: str, message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
@@ -220,11 +241,14 @@ class _Validator:
         except TypeError:  # unhashable junk inside aliases: fall through to the detailed checks
             cached = None
         if cached is not None:
-            return cached
+            return cached[0]
         ok = True
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             self.problem(line, f"{where}.name", "missing or empty toy name")
+            ok = False
+        elif not has_visible_character(name):
+            self.problem(line, f"{where}.name", f"toy name {name!r} has no visible character: no caption can name it")
             ok = False
         level = raw.get("level")
         if level not in LEVELS:
@@ -244,12 +268,44 @@ class _Validator:
                     if not isinstance(alias, str) or not alias.strip():
                         self.problem(line, f"{where}.aliases[{j}]", "alias must be a non-empty string")
                         ok = False
+                    elif not has_visible_character(alias):
+                        self.problem(
+                            line,
+                            f"{where}.aliases[{j}]",
+                            f"alias {alias!r} has no visible character: no caption can name it",
+                        )
+                        ok = False
                 aliases = tuple(aliases_raw)
         if not ok:
             return None
         toy = ToyAnnotation(name, level, ground, aliases)  # type: ignore[arg-type]
-        self._toy_cache[key] = toy
+        mask = 0
+        for norm in toy.name_set:
+            mask |= 1 << self._name_bit.setdefault(norm, len(self._name_bit) % _NAME_BITS)
+        self._toy_cache[key] = (toy, mask)
         return toy
+
+    def _check_toy_set(self, toys_raw: list[dict[str, Any]], line: int) -> None:
+        """An image's toys are a set (the paper: Ω = F ∪ B, F ∩ B = ∅): no normalised name or alias is shared by
+        two of them. Each clash is reported once, naming both entries."""
+        owner: dict[str, tuple[int, str, str]] = {}  # normalised name -> (toy index, field, raw name)
+        for j, raw in enumerate(toys_raw):
+            entries = [(f"toys[{j}].name", raw["name"])]
+            entries += [(f"toys[{j}].aliases[{k}]", a) for k, a in enumerate(raw.get("aliases") or ())]
+            mine: set[str] = set()
+            for where, name in entries:
+                norm = normalize_text(name)
+                if norm in mine:
+                    continue  # a toy may list its own name twice: still one toy
+                mine.add(norm)
+                first = owner.setdefault(norm, (j, where, name))
+                if first[0] != j:
+                    self.problem(
+                        line,
+                        where,
+                        f"{name!r} and {first[1]} {first[2]!r} both normalise to {norm!r}: two toys of one image "
+                        "cannot share a name or alias (an image's toys are a set)",
+                    )
 
     def image_file(self, image: str) -> str:
         """The absolute path of a record's image (an absolute ``image`` is kept as it is)."""
@@ -285,17 +341,19 @@ class _Validator:
                 return None
             cache = self._toy_cache
             toys = []
+            names = 0  # the name masks of the toys so far: a toy sharing a bit goes to the detailed checks
             for raw in toys_raw:
                 aliases = raw.get("aliases")
                 if aliases is None:
-                    toy = cache.get((raw["name"], raw["level"], raw["ground"]))
+                    cached = cache.get((raw["name"], raw["level"], raw["ground"]))
                 else:
                     # a non-list stays as it is in the key: it matches nothing cached and gets the detailed checks
                     key = tuple(aliases) if type(aliases) is list else aliases
-                    toy = cache.get((raw["name"], raw["level"], raw["ground"], key))
-                if toy is None:
+                    cached = cache.get((raw["name"], raw["level"], raw["ground"], key))
+                if cached is None or names & cached[1]:
                     return None
-                toys.append(toy)
+                names |= cached[1]
+                toys.append(cached[0])
         except (TypeError, KeyError, AttributeError):
             return None
         self.first_seen[rec_id] = line
@@ -337,6 +395,8 @@ class _Validator:
                 toy = self._toy(raw, line, f"toys[{j}]")
                 if toy is not None:
                     toys.append(toy)
+            if len(toys) == len(toys_raw):
+                self._check_toy_set(toys_raw, line)
         if len(self.problems) != n_before or self.truncated:
             return None
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))  # type: ignore[arg-type]
@@ -409,6 +469,8 @@ def _parse(path: Path) -> tuple[list[EcacRecord], _Validator]:
             records.append(record)
         if validator.truncated:
             break
+    if not records and not validator.problems:
+        validator.problem(None, "<file>", "holds no records (empty, or only blank lines)")
     return records, validator
 
 

@@ -1,13 +1,14 @@
 """Check what an lmms-eval run wrote, because its exit code says nothing: lmms-eval 0.7.3 exits 0 when a task
 crashes, when a dependency is missing, or when no results file is written at all.
 
-    python -m ecac_bench.lmms_results RUN_DIR --tasks ecac_tts,ecac_judge [--newer-than FILE]
+    python -m ecac_bench.lmms_results RUN_DIR --tasks ecac_tts,ecac_judge [--newer-than FILE] [--max-failed N]
 
 passes (exit 0, prints the results file) only when the newest ``*_results.json`` under RUN_DIR (newer than FILE,
 when given) holds every requested task (a group stands for its subtasks, as the file's ``group_subtasks`` lists
-them) with at least one finite numeric metric and, with ``--max-failed N``, at most N failed generations per task
-(the tasks' ``n_failed_generations``); otherwise it names what is wrong and exits 2. The baseline
-scripts, ``trainers/rsrs.sh`` and the tests all check runs through here.
+them) with at least one finite numeric metric, and no task reports more ``n_failed_generations`` than allowed
+(``--max-failed``, a count or a fraction of the task's samples; default ``$ECAC_MAX_FAILED``, else 0); otherwise
+it names what is wrong and exits 2. The baseline scripts, ``trainers/rsrs.sh`` and the tests all check runs through
+here. (An ECAC task above ``$ECAC_MAX_FAILED`` at run time already made lmms-eval write no results file.)
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# The count of generations the backend reported as failed (excluded from every metric), as the ECAC tasks report it.
-FAILED_KEY = "n_failed_generations"
+from ecac_bench.generations import ENV_MAX_FAILED, N_FAILED_KEY, FailureAllowance
 
 
 class RunCheckError(RuntimeError):
@@ -60,12 +61,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def results_problems(data: Any, requested: Sequence[str], max_failed: int | None = None) -> list[str]:
-    """Why a parsed results file does not hold the requested tasks (empty when it does)."""
+def _samples(data: Mapping[str, Any], task: str) -> int | None:
+    counts = data.get("n-samples", {}).get(task) if isinstance(data.get("n-samples"), Mapping) else None
+    effective = counts.get("effective") if isinstance(counts, Mapping) else None
+    return effective if isinstance(effective, int) and not isinstance(effective, bool) else None
+
+
+def results_problems(data: Any, requested: Sequence[str], max_failed: FailureAllowance | None = None) -> list[str]:
+    """Why a parsed results file does not hold the requested tasks, or holds more failed generations than
+    ``max_failed`` allows (default none); empty when it is fine."""
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         return ["not an lmms-eval results file (no 'results' object)"]
     results = data["results"]
     groups = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), Mapping) else {}
+    allowance = max_failed or FailureAllowance()
     problems = []
     for task in expected_tasks(requested, groups):
         values = results.get(task)
@@ -75,14 +84,17 @@ def results_problems(data: Any, requested: Sequence[str], max_failed: int | None
         numeric = [k for k, v in values.items() if not k.endswith("_stderr,none") and k != "alias" and _is_number(v)]
         if not numeric:
             problems.append(f"task {task}: no numeric metric (got {dict(values)})")
-        failed = values.get(f"{FAILED_KEY},none")
-        if max_failed is not None and _is_number(failed) and failed > max_failed:
-            problems.append(f"task {task}: {int(failed)} failed generation(s), more than the {max_failed} allowed")
+        failed = values.get(f"{N_FAILED_KEY},none")
+        if _is_number(failed) and allowance.exceeded(int(failed), _samples(data, task) or 0):
+            problems.append(
+                f"task {task}: {int(failed)} failed generation(s) of {_samples(data, task)} (allowed: "
+                f"{allowance.describe()}); its numbers leave them out and must not be published"
+            )
     return problems
 
 
 def check_run(
-    run_dir: Path, tasks: Sequence[str], newer_than: float | None = None, max_failed: int | None = None
+    run_dir: Path, tasks: Sequence[str], newer_than: float | None = None, max_failed: FailureAllowance | None = None
 ) -> Path:
     """The results file of a finished run that holds every task of ``tasks``; raises :class:`RunCheckError`."""
     path = newest_results_file(run_dir, newer_than)
@@ -104,14 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", required=True, help="the --tasks given to lmms-eval (comma-separated)")
     parser.add_argument("--newer-than", type=Path, default=None, help="ignore results files older than this file")
     parser.add_argument(
-        "--max-failed", type=int, default=None, help="fail when a task reports more failed generations than this"
+        "--max-failed",
+        default=None,
+        help=f"failed generations a task may report: a count or a fraction (default ${ENV_MAX_FAILED}, else 0)",
     )
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     try:
+        if args.max_failed is not None:
+            max_failed = FailureAllowance.parse(args.max_failed, "--max-failed")
+        else:
+            max_failed = FailureAllowance.parse(os.environ.get(ENV_MAX_FAILED) or "0", f"${ENV_MAX_FAILED}")
         since = args.newer_than.stat().st_mtime if args.newer_than is not None else None
-        print(check_run(args.run_dir, tasks, since, args.max_failed))
-    except (RunCheckError, OSError) as exc:
+        print(check_run(args.run_dir, tasks, since, max_failed))
+    except (RunCheckError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -51,11 +51,14 @@ def _id_of(row: dict[str, Any], file: str, line: int, problems: list[Problem]) -
 
 
 def _captions_of(row: dict[str, Any], file: str, line: int, problems: list[Problem]) -> list[str] | None:
+    """The sample's responses; ``[]`` when it has none (null or an empty list: the image is then missing)."""
     field = "filtered_resps" if "filtered_resps" in row else "resps"
     value = row[field]
     # lmms-eval 0.7 logs one response as a plain string, several as a (possibly nested) list.
     while isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
         value = value[0]
+    if value is None:
+        return []
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -64,8 +67,11 @@ def _captions_of(row: dict[str, Any], file: str, line: int, problems: list[Probl
     return None
 
 
-def sample_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tuple[str, list[str]] | None:
-    """(image id, captions) of one samples-file row, or None with the problems recorded (file, line, field)."""
+def sample_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tuple[str, list[str], None] | None:
+    """(image id, captions, None) of one samples-file row, or None with the problems recorded (file, line, field).
+
+    Failed generations (lmms-eval's failure marker, an empty response) are kept as captions here: the loader
+    classifies them (:func:`ecac_bench.generations.generation_failure`), the same way for both formats."""
     if not is_lmms_eval_sample(row):
         problems.append(Problem(file, line, "<record>", "not an lmms-eval sample (needs doc_id and resps)"))
         return None
@@ -73,12 +79,13 @@ def sample_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tup
     captions = _captions_of(row, file, line, problems)
     if rec_id is None or captions is None:
         return None
-    return rec_id, captions
+    return rec_id, captions, None
 
 
 def load_lmms_eval_samples(path: str | Path, dataset: EcacDataset, allow_missing: bool = False) -> dict[str, list[str]]:
     """``{id: [caption, ...]}`` from an lmms-eval samples JSONL, checked against ``dataset`` like any predictions
-    file (:func:`ecac_bench.predictions.load_predictions`, which also detects this format by itself)."""
+    file (:func:`ecac_bench.predictions.load_predictions`, which also detects this format by itself); the value is
+    a ``Predictions``, so failed generations are recorded, not scored."""
     from ecac_bench.predictions import load_predictions  # predictions imports this module for autodetection
 
     return load_predictions(path, dataset, allow_missing=allow_missing, format="lmms-eval")

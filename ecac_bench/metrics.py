@@ -18,6 +18,7 @@ import numpy as np
 
 from ecac_bench.data import LEVELS, TOY_CLASSES, EcacRecord, ToyAnnotation, no_gc
 from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
+from ecac_bench.predictions import Predictions
 
 if TYPE_CHECKING:
     from ecac_bench.data import EcacDataset
@@ -266,7 +267,8 @@ def score_captions(
     """Score captions (id -> one or more captions) against a dataset's toys.
 
     Images absent from ``predictions`` score as an empty caption (loading decides whether that is allowed, see
-    ``load_predictions``). ``by`` lists record fields (``category``, ``area``) to break the metrics down by.
+    ``load_predictions``). Images whose generation failed (``Predictions.failed``) are left out of every metric
+    and counted in the coverage. ``by`` lists record fields (``category``, ``area``) to break the metrics down by.
     """
     with no_gc():
         return _score_captions(dataset, predictions, match or MatchConfig(), by, ci, n_boot, seed)
@@ -284,15 +286,20 @@ def _score_captions(
     for field_name in by:
         if field_name not in ("category", "area"):
             raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")
-    records = list(dataset)
+    all_records = list(dataset)
+    # A plain mapping has no failed images (no copy into a Predictions: a 250k-image dict would cost time).
+    loaded = predictions if isinstance(predictions, Predictions) else Predictions()
+    failed = loaded.failed
+    records = [r for r in all_records if r.id not in failed] if failed else all_records
     no_caption: tuple[str, ...] = ()
     arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), ToyMatcher(match))
     predicted = len(predictions.keys() & set(arrays.ids))
     coverage: dict[str, Any] = {
-        "images": len(records),
+        "images": len(all_records),
         "predicted": predicted,
+        **loaded.failure_summary(),
         "missing": len(records) - predicted,
-        "fraction_predicted": predicted / len(records) if records else None,
+        "fraction_predicted": predicted / len(all_records) if all_records else None,
         "metric_images": _coverage_from_arrays(arrays),
     }
     result = TTSResult(_metrics_from_arrays(arrays), coverage, match, _arrays=arrays)

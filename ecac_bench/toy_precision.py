@@ -9,9 +9,11 @@ Two extractors turn captions into the toy names they mention:
   user dictionary; a CJK name is extracted when jieba cuts it out of the caption as one token, a Latin name when
   the core matcher finds it on word boundaries. It can only find names the dataset knows.
 
-:func:`toy_precision` is the pure metric (see docs/judges.md): an extracted name is correct when the core
-:class:`~ecac_bench.matching.ToyMatcher` says it names one of the image's annotated toys, i.e. the same
-normalisation and alias rules as TTS, with the extracted name in the role of the caption.
+:func:`toy_precision` is the pure metric, the paper's Eq. 7 (see docs/judges.md): |T_caption ∩ T_groundtruth| /
+|T_caption| with set semantics. An extracted name is correct when, after the normalisation of docs/metrics.md, it
+*equals* an annotated name or alias of the image (``precision_match="equal"``, the default). The lenient variant
+``"contains"`` (an extension, never the paper's number) counts a name as correct when the core
+:class:`~ecac_bench.matching.ToyMatcher` finds an annotated name inside it ("积木区" for 积木).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jieba
 
@@ -32,6 +34,8 @@ from ecac_bench.matching import MatchConfig, ToyMatcher, needs_word_boundary, no
 from ecac_bench.prompts import load_prompt
 
 EXTRACTORS = ("llm", "lexicon")
+PrecisionMatch = Literal["equal", "contains"]
+PRECISION_MATCHES: tuple[str, ...] = ("equal", "contains")
 
 _LIST = re.compile(r"\[(.*)\]", re.S)
 _SEPARATORS = re.compile(r"[,，、;；\n]")
@@ -160,11 +164,24 @@ def _dedupe(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(v for k, v in seen.items() if k)
 
 
+def describe_precision_match(precision_match: PrecisionMatch) -> str:
+    """How a report states the rule that made an extracted name correct."""
+    if precision_match == "equal":
+        return "equal (Eq. 7: the normalised name equals an annotated name or alias)"
+    return "contains (lenient: an annotated name occurs inside the extracted name; not the paper's Eq. 7)"
+
+
 def toy_precision(
-    dataset: EcacDataset, extracted: Mapping[str, Sequence[str] | None], match: MatchConfig | None = None
+    dataset: EcacDataset,
+    extracted: Mapping[str, Sequence[str] | None],
+    match: MatchConfig | None = None,
+    precision_match: PrecisionMatch = "equal",
 ) -> ToyPrecisionResult:
     """The metric over the images in ``extracted`` (a value of None = extraction failed: counted in ``n_failed``,
-    left out of everything else). Names are deduplicated per image after normalisation."""
+    left out of everything else). Names are deduplicated per image after normalisation. ``match`` only matters for
+    ``precision_match="contains"``, where it is the rule that finds an annotated name inside an extracted one."""
+    if precision_match not in PRECISION_MATCHES:
+        raise ValueError(f"unknown precision match {precision_match!r}; expected one of {', '.join(PRECISION_MATCHES)}")
     matcher = ToyMatcher(match or MatchConfig())
     unknown = [i for i in extracted if i not in dataset.by_id]
     if unknown:
@@ -175,7 +192,11 @@ def toy_precision(
             continue
         record = dataset.by_id[image_id]
         unique = _dedupe(names)
-        correct = tuple(any(matcher.names(toy, [name]) for toy in record.toys) for name in unique)
+        if precision_match == "equal":
+            annotated = frozenset().union(*(toy.name_set for toy in record.toys))
+            correct = tuple(normalize_text(name) in annotated for name in unique)
+        else:
+            correct = tuple(any(matcher.names(toy, [name]) for toy in record.toys) for name in unique)
         images.append(ImagePrecision(image_id, unique, correct))
     n_extracted = sum(len(im.extracted) for im in images)
     n_correct = sum(sum(im.correct) for im in images)

@@ -34,16 +34,16 @@ def fake_model(messages):
             if option.removeprefix("TRUE:") in caption:
                 return f"Answer: {letter}"
         return "A" if "Description:" not in prompt else "I cannot tell."
+    if "Reference assertions" in prompt:  # recall: against the caption's assertions, never the raw caption
+        caption = prompt.split("Caption assertions:", 1)[1].split("Reference assertions:", 1)[0]
+        claims = re.findall(r"^\d+\. (.+)$", prompt.split("Reference assertions:", 1)[1], re.M)
+        return json.dumps([c.rstrip(".").split()[-1] in caption for c in claims])
     if "atomic assertions" in prompt:
         text = prompt.split("Description:", 1)[1]
         return json.dumps([s.strip() + "." for s in re.split(r"[.。;；]", text) if s.strip()], ensure_ascii=False)
     if "pointable" in prompt:
         claims = re.findall(r"^\d+\. (.+)$", prompt, re.M)
         return json.dumps([{"verified": "happy" not in c, "pointable": "look" not in c} for c in claims])
-    if "Reference assertions" in prompt:
-        caption = prompt.split("Caption:", 1)[1].split("Reference assertions:", 1)[0]
-        claims = re.findall(r"^\d+\. (.+)$", prompt.split("Reference assertions:", 1)[1], re.M)
-        return json.dumps([c.rstrip(".").split()[-1] in caption for c in claims])
     if '"clarity"' in prompt:
         return '{"clarity": 5, "fluency": "4", "coherence": 3}'
     if "toys and teaching aids mentioned" in prompt:  # toy_extract: the names after "with"

@@ -82,6 +82,9 @@ class ServerState:
     # Optional content-aware answers: called with the request's messages; a string it returns is the reply
     # (faults still apply first). Tests of multi-step metrics (utility, balanced) plug their fake model in here.
     responder: Callable[[list[dict[str, Any]]], str | None] | None = None
+    # Optional content-aware HTTP errors: called with the request's messages; a status code it returns is the answer
+    # (e.g. 400 for chosen images, as a server refusing a prompt that is too long).
+    fail_with: Callable[[list[dict[str, Any]]], int | None] | None = None
 
     def reset(self) -> None:
         """Zero the counters (``in_flight`` is live and stays)."""
@@ -162,6 +165,8 @@ def create_app(state: ServerState) -> web.Application:
                 return _error(400, "response_format json_schema is not supported by this server")
             state.response_formats.append(body["response_format"])
         messages = body["messages"]
+        if state.fail_with is not None and (status := state.fail_with(messages)):
+            return _error(status, f"refused by the test ({status})")
         first_user = next((_text_of(m) for m in messages if m.get("role") == "user"), "")
         state.per_conversation[first_user] += 1
         seen = state.per_conversation[first_user]

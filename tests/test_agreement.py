@@ -23,9 +23,10 @@ from ecac_bench.metrics import toy_reward
 HUMAN = {
     "A": {"c1": 1.0, "c2": 2.5, "c3": 2.5, "c4": 4.0},
     "B": {"c1": 1.0, "c2": 2.0, "c3": 3.0},
-    "C": {"c1": 1.0, "c2": 2.0},  # all scores tied: undefined, skipped
+    "C": {"c1": 1.0, "c2": 2.0},  # all scores tied: the method cannot tell them apart: tau = rho = 0
     "D": {"c1": 1.0},  # one caption: skipped
     "E": {"c1": 1.0, "c2": 2.0},  # a caption without a score: skipped
+    "F": {"c1": 1.5, "c2": 1.5},  # all human ranks tied: no human signal, skipped
 }
 SCORES = {
     "A": {"c1": 10.0, "c2": 8.0, "c3": 9.0, "c4": 1.0},
@@ -33,6 +34,7 @@ SCORES = {
     "C": {"c1": 5.0, "c2": 5.0},
     "D": {"c1": 1.0},
     "E": {"c1": 1.0},
+    "F": {"c1": 1.0, "c2": 2.0},
 }
 TAU_A, RHO_A = 5 / math.sqrt(30), 4.5 / math.sqrt(4.5 * 5)
 
@@ -42,9 +44,36 @@ def test_per_image_and_mean_by_hand():
     by_id = {im.id: im for im in result.images}
     assert math.isclose(by_id["A"].kendall_tau, TAU_A) and math.isclose(by_id["A"].spearman_rho, RHO_A)
     assert math.isclose(by_id["B"].kendall_tau, -1) and math.isclose(by_id["B"].spearman_rho, -1)
+    assert (by_id["C"].kendall_tau, by_id["C"].spearman_rho, by_id["C"].score_tied) == (0.0, 0.0, True)
+    assert math.isclose(result.kendall_tau, (TAU_A - 1 + 0) / 3)
+    assert math.isclose(result.spearman_rho, (RHO_A - 1 + 0) / 3)
+    assert (result.n_images, result.n_score_ties, result.n_skipped_human_ties, result.n_skipped) == (3, 1, 1, 3)
+
+
+def test_skip_ties_keeps_the_old_rule():
+    result = agreement(HUMAN, SCORES, "m", n_boot=200, skip_ties=True)
     assert math.isclose(result.kendall_tau, (TAU_A - 1) / 2)
     assert math.isclose(result.spearman_rho, (RHO_A - 1) / 2)
-    assert (result.n_images, result.n_skipped) == (2, 3)
+    assert (result.n_images, result.n_score_ties, result.n_skipped_human_ties, result.n_skipped) == (2, 1, 1, 4)
+    assert "skip_ties" not in result.metrics()
+
+
+def test_pooled_follows_the_same_rule_by_hand():
+    # A agrees (tau = rho = 1); B's scores are tied (0). Pooled (-rank, score) over both images:
+    # (-1,2) (-2,1) (-1,5) (-2,5): 2 concordant, 1 discordant, 2 pairs tied in rank only, 1 tied in score only:
+    # tau_b = (2 - 1) / sqrt((6 - 2) * (6 - 1)) = 1 / sqrt(20). Average ranks: x (3.5, 1.5, 3.5, 1.5),
+    # y (2, 1, 3.5, 3.5): rho = 1 / sqrt(4 * 4.5).
+    human = {"A": {"a": 1, "b": 2}, "B": {"a": 1, "b": 2}}
+    scores = {"A": {"a": 2, "b": 1}, "B": {"a": 5, "b": 5}}
+    result = agreement(human, scores, n_boot=100)
+    assert math.isclose(result.kendall_tau, 0.5) and math.isclose(result.spearman_rho, 0.5)
+    assert math.isclose(result.pooled_kendall_tau, 1 / math.sqrt(20))
+    assert math.isclose(result.pooled_spearman_rho, 1 / math.sqrt(18))
+    skipped = agreement(human, scores, n_boot=100, skip_ties=True)  # B out of the means and of the pooled pairs
+    assert (skipped.kendall_tau, skipped.pooled_kendall_tau) == (1.0, 1.0)
+    assert skipped.pooled_spearman_rho == pytest.approx(1.0)
+    only_ties = agreement({"B": human["B"]}, {"B": scores["B"]}, n_boot=100)  # every score alike: 0, not NaN
+    assert (only_ties.kendall_tau, only_ties.pooled_kendall_tau, only_ties.pooled_spearman_rho) == (0.0, 0.0, 0.0)
 
 
 def test_pooled_by_hand():
@@ -109,7 +138,7 @@ def test_rank_then_agree(tmp_path):
     candidates, human = [], []
     for record in records:
         names = [t.name for t in record.toys]
-        texts = ["", f"孩子们在玩{names[0]}", f"孩子们在玩{'和'.join(names)}"]
+        texts = ["孩子们在玩", f"孩子们在玩{names[0]}", f"孩子们在玩{'和'.join(names)}"]
         for k, text in enumerate(texts):
             candidates.append({"id": record.id, "caption_id": f"c{k}", "caption": text})
             human.append({"id": record.id, "caption_id": f"c{k}", "ranks": [3 - k, 3 - k]})
@@ -129,7 +158,26 @@ def test_rank_then_agree(tmp_path):
     reward = report["metrics"]["reward"]
     # More toys named -> higher reward -> better human rank; ties (one toy) only where both captions name all toys.
     assert reward["kendall_tau"] > 0.8 and reward["n_images"] + reward["n_skipped"] == len(records)
+    assert report["config"]["skip_ties"] is False and reward["n_score_ties"] == 0
     assert run(agree_command, "agree", [*argv, "--method", "clip"]) == 2
+    assert run(agree_command, "agree", [*argv, "--skip-ties"]) == 0
+    assert json.loads(report_path.read_text())["config"]["skip_ties"] is True
+
+
+def test_rank_gives_failed_generations_no_score(tmp_path):
+    record = next(r for r in load_dataset(SAMPLE_DATA).records if r.toys)
+    marker = "[LMMS_EVAL_REQUEST_FAILED after 5 retries] Error code: 500"
+    cands = [
+        {"id": record.id, "caption_id": "ok", "caption": f"孩子们在玩{record.toys[0].name}"},
+        {"id": record.id, "caption_id": "empty", "caption": " "},
+        {"id": record.id, "caption_id": "failed", "caption": marker},
+    ]
+    out, report = tmp_path / "scores.jsonl", tmp_path / "rank.json"
+    argv = ["--candidates", str(write_jsonl(tmp_path / "c.jsonl", cands)), "--out", str(out), "--json", str(report)]
+    assert run(rank_command, "rank", argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["scores"]["reward"] is None for r in rows] == [False, True, True]  # old: 0.0 for both failures
+    assert json.loads(report.read_text())["metrics"]["n_failed_generations"] == 2
 
 
 def test_candidates_must_be_in_the_dataset(tmp_path):

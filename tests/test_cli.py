@@ -90,3 +90,84 @@ def test_validate_image_check_can_be_skipped(tmp_path):
     data.write_text(SAMPLE_DATA.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
     assert main(["validate", "--data", str(data)]) == 1  # images/... does not exist next to this copy
     assert main(["validate", "--data", str(data), "--no-check-images"]) == 0
+
+
+def _sample_rows_with(tmp_path, changes):
+    """The sample's system-a predictions with some rows replaced (by image index)."""
+    rows = [json.loads(line) for line in SAMPLE_PREDICTIONS["system-a"].read_text(encoding="utf-8").splitlines()]
+    for index, row in changes.items():
+        rows[index] = {"id": rows[index]["id"], **row}
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path, rows
+
+
+def test_score_exits_2_on_failed_generations_after_writing_the_report(tmp_path, capsys):
+    marker = "[LMMS_EVAL_REQUEST_FAILED after 5 retries] Connection error."
+    path, rows = _sample_rows_with(tmp_path, {0: {"caption": marker}, 1: {"error": "HTTP 400"}, 2: {"caption": " "}})
+    out = tmp_path / "r.json"
+    argv = ["score", "--predictions", str(path), "--json", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: 3 of 60 generations failed" in err and f"the report is in {out}" in err
+    report = json.loads(out.read_text())
+    assert report["coverage"]["n_failed_generations"] == 3 and report["coverage"]["failed_images"] == 3
+    # The metrics are those of the other 57 images, not 60 images with three empty captions.
+    dataset = load_dataset()
+    good = {r["id"]: [r["caption"]] for r in rows[3:]}
+    kept = [r for r in dataset.records if r.id in good]
+    assert report["metrics"] == pytest.approx(score_captions(kept, good).metrics)
+    assert report["coverage"]["metric_images"]["reward"] == 57
+    assert main([*argv, "--allow-failed", "3"]) == 0
+    assert main([*argv, "--allow-failed", "0.04"]) == 2  # floor(0.04 x 60) = 2 < 3
+    assert main([*argv, "--allow-failed", "0.05"]) == 0  # floor(0.05 x 60) = 3
+    assert json.loads(out.read_text())["config"]["allow_failed"] == 0.05
+
+
+def test_bad_allow_failed_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["score", "--allow-failed", "1.5"])
+    assert info.value.code == 2 and "argument --allow-failed: expected a count" in capsys.readouterr().err
+
+
+def test_prompt_id_is_recorded(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["score", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["caption_prompt"] == {"id": "unknown", "sha256": None}
+    from ecac_bench.prompts import load_prompt
+
+    own = load_prompt("caption", "zh")
+    assert main(["score", "--json", str(out), "--prompt-id", own.tag]) == 0
+    assert json.loads(out.read_text())["caption_prompt"] == {"id": own.tag, "sha256": own.sha256}
+    assert main(["score", "--json", str(out), "--prompt-id", "my-lab-prompt-v3"]) == 0
+    assert json.loads(out.read_text())["caption_prompt"] == {"id": "my-lab-prompt-v3", "sha256": None}
+
+
+def test_empty_files_are_errors_in_every_command(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(" \n\n")
+    assert main(["validate", "--data", str(empty)]) == 1
+    assert main(["score", "--data", str(empty)]) == 2
+    assert main(["stats", "--data", str(empty)]) == 2
+    assert main(["score", "--predictions", str(empty), "--allow-missing"]) == 2
+    assert main(["agree", "--human", str(empty), "--scores", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: field '<file>': holds no records" in err and "holds no prediction rows" in err
+    assert "holds no rows" in err
+
+
+def test_stats_paper_prints_the_paper_s_facts_beside_the_data(tmp_path, capsys):
+    from ecac_bench.paper import PAPER_DATASET
+
+    out = tmp_path / "s.json"
+    assert main(["stats", "--paper", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "256,121" in text and "195,397" in text and "247,579" in text and "12,000" in text
+    assert json.loads(out.read_text())["paper"] == PAPER_DATASET.to_dict()
+    assert PAPER_DATASET.to_dict() == {
+        "images": 256_121,
+        "images_per_category": {"outdoor": 56_665, "classroom": 195_397, "specialty": 4_059},
+        "areas": 35,
+        "sft_images": 247_579,
+        "hybrid_images": 12_000,
+    }

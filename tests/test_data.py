@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecac_bench import SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
-from ecac_bench.data import MAX_PROBLEMS, _Validator
+from ecac_bench.data import MAX_PROBLEMS, _Validator, has_visible_character
 
 GOOD = {
     "id": "a",
@@ -34,6 +34,13 @@ def with_(**changes):
         else:
             row[key] = value
     return row
+
+
+def _toy(name, level="low", ground="background", aliases=None):
+    toy = {"name": name, "level": level, "ground": ground}
+    if aliases is not None:
+        toy["aliases"] = aliases
+    return toy
 
 
 def problems_of(tmp_path, rows):
@@ -97,6 +104,21 @@ def test_image_paths_resolve_against_the_data_folder(tmp_path):
             "toys[0].aliases[0]",
             "non-empty",
         ),
+        (
+            with_(toys=[{"name": "\u200b", "level": "low", "ground": "foreground"}]),
+            "toys[0].name",
+            "no visible character",
+        ),
+        (
+            with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "aliases": ["y", "\u2060\ufeff"]}]),
+            "toys[0].aliases[1]",
+            "no visible character",
+        ),
+        (
+            with_(toys=[{"name": "积木", "level": "low", "ground": "foreground"}, _toy("ＬＥＧＯ", aliases=["积木 "])]),
+            "toys[1].aliases[0]",
+            "'积木 ' and toys[0].name '积木' both normalise to '积木'",
+        ),
     ],
 )
 def test_each_validation_error_names_file_line_and_field(tmp_path, row, field, message):
@@ -106,6 +128,73 @@ def test_each_validation_error_names_file_line_and_field(tmp_path, row, field, m
     assert problem.file == str(path) and problem.line == 2 and problem.field == field
     assert message in problem.message
     assert f"{path}:line 2: field '{field}'" in str(problem)
+
+
+def test_an_empty_file_is_an_error_not_zero_records(tmp_path):
+    for text in ("", "\n  \n\t\n"):
+        path = tmp_path / "d.jsonl"
+        path.write_text(text)
+        (problem,) = validate_dataset(path)
+        assert (problem.file, problem.line, problem.field) == (str(path), None, "<file>")
+        assert "holds no records" in str(problem)
+        with pytest.raises(DataValidationError, match="holds no records"):
+            load_dataset(path)
+
+
+def test_an_image_s_toys_are_a_set(tmp_path):
+    # Same name in both grounds (F ∩ B must be empty), a name equal to another toy's alias after NFKC + lower-case,
+    # and (allowed) one toy listing its own name again as an alias.
+    rows = [
+        with_(id="a", toys=[_toy("积木", ground="foreground"), _toy("积木")]),
+        with_(id="b", toys=[_toy("Lego"), _toy("blocks", aliases=["ｌｅｇｏ"])]),
+        with_(id="c", toys=[_toy("剪刀", aliases=["剪刀", "剪子"]), _toy("胶水")]),
+    ]
+    _, problems = problems_of(tmp_path, rows)
+    assert [(p.line, p.field) for p in problems] == [(1, "toys[1].name"), (2, "toys[1].aliases[0]")]
+    assert "toys[0].name '积木'" in problems[0].message and "'ｌｅｇｏ' and toys[0].name 'Lego'" in problems[1].message
+    assert len(load_dataset(write_jsonl(tmp_path / "ok.jsonl", [rows[2]])).records[0].toys) == 2
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [
+                "\u200b",
+                "\u200c",
+                "\u200d",
+                "\u2060",
+                "\ufeff",
+                "\u00ad",
+                "\u180e",
+                "\x00",
+                "\x1f",
+                "\x7f",
+                "\u3164",
+                "\uffa0",
+                "\u2800",
+                " ",
+                "\u3000",
+                "\t",
+                "\u202e",
+                "\U000e0001",
+                "\ue000",
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_a_name_with_no_visible_character_is_rejected_wherever_it_appears(name):
+    assert not has_visible_character(name)
+    for toy in (_toy(name), _toy("x", aliases=[name])):
+        checked = _Validator("f", Path("/d"), "line")
+        row = with_(toys=[toy])
+        assert checked.record_checked(row, 1) is None
+        (problem,) = checked.problems
+        assert problem.field in ("toys[0].name", "toys[0].aliases[0]")
+        assert "visible" in problem.message or "empty" in problem.message
+    assert has_visible_character(name + "积") and has_visible_character("·") and has_visible_character("1")
 
 
 def test_duplicate_id_points_at_the_first(tmp_path):
@@ -198,19 +287,22 @@ def test_fast_path_does_not_accept_what_the_checks_reject(tmp_path):
 
 
 _JUNK = st.one_of(
-    st.none(), st.integers(), st.sampled_from(["", " ", "LOW", "kitchen", "middle"]), st.lists(st.text(max_size=2))
+    st.none(),
+    st.integers(),
+    st.sampled_from(["", " ", "\u200b", "LOW", "kitchen", "middle"]),
+    st.lists(st.text(max_size=2)),
 )
 
 
 @st.composite
 def _toy_dicts(draw):
-    toy = {
-        "name": draw(st.sampled_from(["x", "积木", "lego"])),
+    toy = {  # few names: two toys of a record often share one, which must be rejected by both paths
+        "name": draw(st.sampled_from(["x", "积木", "lego", "LEGO", "\u200b"])),
         "level": draw(st.sampled_from(["low", "medium", "high"])),
         "ground": draw(st.sampled_from(["foreground", "background"])),
     }
     if draw(st.booleans()):
-        toy["aliases"] = draw(st.lists(st.sampled_from(["y", "z"]), max_size=2))
+        toy["aliases"] = draw(st.lists(st.sampled_from(["y", "z", "x", "\u2060"]), max_size=2))
     return _mutated(draw, toy)
 
 
@@ -253,3 +345,16 @@ def test_fast_path_agrees_with_the_detailed_checks(rows):
         checked = checked_side.record_checked(row, line)
         assert fast == checked
         assert fast_side.problems == checked_side.problems
+
+
+def test_name_masks_that_share_a_bit_only_cost_time(tmp_path, monkeypatch):
+    # With 2 bits, names 0 and 2 share a bit: the fast path defers, the detailed checks accept the distinct names.
+    import ecac_bench.data as data_module
+
+    monkeypatch.setattr(data_module, "_NAME_BITS", 2)
+    rows = [with_(id="a", toys=[_toy("x"), _toy("y")]), with_(id="b", toys=[_toy("x"), _toy("z")])]
+    fast, checked = _Validator("f", Path("/d"), "line"), _Validator("f", Path("/d"), "line")
+    for line, row in enumerate(rows, start=1):
+        assert (fast.record_fast(row, line) or fast.record_checked(row, line)) == checked.record_checked(row, line)
+    assert fast.problems == [] and fast.record_fast(with_(id="c", toys=[_toy("x"), _toy("z")]), 3) is None
+    assert fast.record_fast(with_(id="d", toys=[_toy("x"), _toy("y")]), 4) is not None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecac_bench import SAMPLE_PREDICTIONS, load_dataset, load_predictions, score_captions
 from ecac_bench.cli import main as ecac_main
@@ -300,6 +301,7 @@ def test_built_leaderboard_json_is_not_taken_for_results(tmp_path):
         (lambda e: e.pop("table"), "entries[0].table: missing"),
         (lambda e: e["citation"].pop("key"), "entries[0].citation.key: missing"),
         (lambda e: e["metrics"].update(bleu=3.0), "unknown metric(s) ['bleu']"),
+        (lambda e: e.update(prompt=" "), "entries[0].prompt: expected a non-empty string"),
     ],
 )
 def test_bad_baseline_entry(tmp_path, mutate, needle):
@@ -332,6 +334,11 @@ def test_bundled_baselines_carry_the_papers_numbers():
     assert by[("Qwen2.5-VL-3B", "Table V")].metrics["tts_bh"] == 0.01
     assert by[("KinderMM-Cap-3B", "Table VI")].metrics == {"toy_precision": 56.43, "avg_toy_count": 2.08}
     assert len(loaded.entries) == 6 + 4 + 4 + 4
+    # The paper never prints the prompt its test captions were made with: every reported row says so.
+    for path in sorted(BASELINES.glob("*.yaml")):
+        assert {e.get("prompt") for e in yaml.safe_load(path.read_text(encoding="utf-8"))["entries"]} == {"unknown"}
+    fig5 = (BASELINES / "02_fig5.yaml").read_text(encoding="utf-8")
+    assert "Inferred, not read off the figure" in fig5.split('variant: "ablation: baseline"')[1].split("metrics")[0]
 
 
 def test_reported_tables_merge_per_model_and_conflicts_are_shown():

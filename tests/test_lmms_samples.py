@@ -129,3 +129,29 @@ def test_ecac_bench_score_reads_a_samples_file_directly(tmp_path: Path) -> None:
         assert main(args) == 0
         reports.append(orjson.loads(out.read_bytes())["metrics"])
     assert reports[0] == reports[1] and reports[0]["tts"] > 0
+
+
+def test_a_sample_with_no_response_is_missing_and_a_failed_one_is_failed(tmp_path: Path) -> None:
+    marker = "[LMMS_EVAL_REQUEST_FAILED after 5 retries] Error code: 500"
+    rows = [
+        sample(0, IDS[0], "ok"),
+        sample(1, IDS[1], []),  # no response at all: missing, like no row
+        sample(2, IDS[2], None),
+        sample(3, IDS[3], [[]]),
+        sample(4, IDS[4], marker),  # the backend's failure marker: failed
+        sample(5, IDS[5], [""]),  # an empty response: failed
+    ]
+    path = write(tmp_path, rows)
+    with pytest.raises(DataValidationError, match=rf"{len(IDS) - 3} of {len(IDS)} dataset id\(s\) have no prediction"):
+        load_lmms_eval_samples(path, TEST)
+    got = load_lmms_eval_samples(path, TEST, allow_missing=True)
+    assert got == {IDS[0]: ["ok"]}
+    assert got.failed == {IDS[4]: "lmms-eval request failed", IDS[5]: "empty response"}
+    # `score` leaves the failed images out, says so, and exits 2 unless they are allowed; the report is written first
+    out = tmp_path / "r.json"
+    argv = ["score", "--split", "test", "--predictions", str(path), "--allow-missing", "--json", str(out)]
+    assert main(argv) == 2
+    coverage = orjson.loads(out.read_bytes())["coverage"]
+    assert (coverage["failed_images"], coverage["n_failed_generations"], coverage["predicted"]) == (2, 2, 1)
+    assert coverage["missing"] == len(IDS) - 3 and coverage["metric_images"]["reward"] == len(IDS) - 2
+    assert main([*argv, "--allow-failed", "2"]) == 0

@@ -35,7 +35,16 @@ from ecac_bench.lmms_samples import load_lmms_eval_samples
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
-ECAC_TASKS = ("ecac_tts", "ecac_judge", "ecac_toy_precision", "ecac_tts_en", "ecac_judge_en", "ecac_toy_precision_en")
+ECAC_TASKS = (
+    "ecac_tts",
+    "ecac_judge",
+    "ecac_toy_precision",
+    "ecac_tts_en",
+    "ecac_judge_en",
+    "ecac_toy_precision_en",
+    "ecac_tts_toys",
+    "ecac_tts_toys_en",
+)
 ECAC_GROUPS = ("ecac", "ecac_en")
 JUDGE_KEYS = ("judge_score", "judge_score_std", "n", "n_failed")
 DATASET_FIELDS = ("name", "split", "size", "sha256")
@@ -228,15 +237,116 @@ def test_ecac_tts_aggregation_equals_core_score(system: str, task_manager: Any) 
     assert expected["tts"] and expected["tts"] > 0  # the comparison is not between zeros
 
 
-def test_prompts_follow_the_language_setting(task_manager: Any) -> None:
+PROMPT_OF_TASK = {
+    "ecac_tts": ("caption", "zh"),
+    "ecac_tts_en": ("caption", "en"),
+    "ecac_judge": ("caption", "zh"),
+    "ecac_judge_en": ("caption", "en"),
+    "ecac_toy_precision": ("caption", "zh"),
+    "ecac_toy_precision_en": ("caption", "en"),
+    "ecac_balanced": ("caption", "zh"),
+    "ecac_balanced_en": ("caption", "en"),
+    "ecac_utility": ("caption", "zh"),
+    "ecac_utility_en": ("caption", "en"),
+    "ecac_tts_toys": ("caption_toys", "zh"),
+    "ecac_tts_toys_en": ("caption_toys", "en"),
+}
+
+
+def test_each_task_asks_its_prompt_and_reports_that_prompt(task_manager: Any) -> None:
+    """The prompt a task generates with (lmms_eval_specific_kwargs) is the one its results name (prompt_id and
+    content hash), for every task; only the toy-listing variant uses caption_toys, and no group contains it."""
     from lmms_eval.tasks import get_task_dict
 
-    tasks = get_task_dict(["ecac_tts", "ecac_tts_en"], task_manager)
-    doc = next(iter(tasks["ecac_tts"].test_docs()))
-    zh = tasks["ecac_tts"].doc_to_text(doc)
-    en = tasks["ecac_tts_en"].doc_to_text(doc)
-    assert "幼儿" in zh and "teaching aid" in en
-    assert tasks["ecac_tts"].doc_to_visual(doc)[0].mode == "RGB"
+    from ecac_bench.prompts import load_prompt
+
+    tasks = get_task_dict(list(PROMPT_OF_TASK), task_manager)
+    for name, (prompt, lang) in PROMPT_OF_TASK.items():
+        task = tasks[name]
+        doc = next(iter(task.test_docs()))
+        template = load_prompt(prompt, lang)
+        assert task.doc_to_text(doc) == template.render(), name
+        per_doc = task.process_results(doc, ["孩子们在玩积木"])
+        reported = {key: task.aggregation()[key]([per_doc[key]]) for key in ("prompt_id", "prompt_sha256")}
+        assert reported == {"prompt_id": template.tag, "prompt_sha256": template.sha256}, name
+    groups = {name: yaml_tasks(name) for name in ("ecac", "ecac_en", "ecac_all", "ecac_all_en")}
+    assert not any(t.startswith("ecac_tts_toys") for members in groups.values() for t in members)
+    assert tasks["ecac_tts"].doc_to_visual(next(iter(tasks["ecac_tts"].test_docs())))[0].mode == "RGB"
+
+
+def yaml_tasks(group: str) -> list[str]:
+    import yaml
+
+    return yaml.safe_load((TASKS_DIR / "ecac" / f"{group}.yaml").read_text())["task"]
+
+
+def test_default_caption_prompt_is_the_paper_s_annotation_prompt() -> None:
+    """The default prompt reconstructs the paper's annotation prompt (its surviving sentences and exemplars) and
+    no longer asks for every toy; the toy-listing prompt survives as the caption_toys variant."""
+    from ecac_bench.prompts import load_prompt
+
+    en = " ".join(load_prompt("caption", "en").render().split())
+    for sentence in (
+        "concise but include key details, such as the exact setting, the main characters' actions and expressions",
+        "Do not describe background elements unrelated to the main characters, or objects irrelevant to the main "
+        "activity",
+        "In the classroom art corner, two little girls are intently engaged in handicraft work at the table.",
+        "They seem to be thoroughly enjoying this creative handicraft-making process.",
+        "In the classroom art corner, a little boy is sitting at a table covered with a floral-patterned tablecloth",
+        "Around him, other children are also engaged in similar activities.",
+    ):
+        assert sentence in en, sentence
+    zh = load_prompt("caption", "zh").render()
+    for sentence in (
+        "句子要简洁，但要包含关键细节，例如具体的场景、主要人物的动作和表情",
+        "不要描述与主要人物无关的背景元素，也不要描述与主要活动无关的物品",
+        "在教室的美工区，两个小女孩正专心地在桌前做手工",
+        "在他周围，其他孩子也在进行类似的活动",
+    ):
+        assert sentence in zh, sentence
+    for text in (en, zh):
+        assert "toy" not in text and "玩具" not in text and "background" not in text.split("Do not")[0]
+    assert "RECONSTRUCTION" in load_prompt("caption", "en").source
+    toys_en = " ".join(load_prompt("caption_toys", "en").render().split())
+    assert "name every toy and teaching aid in the picture, in the foreground and in the background" in toys_en
+    assert "写出画面中出现的所有玩具和教具" in load_prompt("caption_toys", "zh").render()
+
+
+MARKER = "[LMMS_EVAL_REQUEST_FAILED after 5 retries] Error code: 400 - prompt too long"
+
+
+def test_failed_generations_are_excluded_counted_and_fail_the_run(
+    task_manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmms_eval.tasks import get_task_dict
+
+    task = get_task_dict(["ecac_tts"], task_manager)["ecac_tts"]
+    test = load_dataset(split="test")
+    predictions = load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset())
+    docs = list(task.test_docs())
+    failing = {docs[0]["id"], docs[1]["id"]}
+    # lmms-eval strips responses and turns a missing one into "": both failure forms reach process_results
+    responses = {d["id"]: "" if d["id"] == docs[1]["id"] else MARKER for d in docs if d["id"] in failing}
+    per_doc = [task.process_results(d, [responses.get(d["id"], predictions[d["id"]][0])]) for d in docs]
+    keys = (*METRIC_KEYS, "n_failed_generations")
+
+    def aggregate() -> dict[str, Any]:
+        return {key: task.aggregation()[key]([r[key] for r in per_doc]) for key in keys}
+
+    monkeypatch.delenv("ECAC_MAX_FAILED", raising=False)
+    with pytest.raises(RuntimeError, match=r"2 of \d+ generations failed.*ECAC_MAX_FAILED"):
+        aggregate()  # default 0: the run fails loudly, lmms-eval writes no numbers
+    monkeypatch.setenv("ECAC_MAX_FAILED", "2")
+    reported = aggregate()
+    good = [r for r in test.records if r.id not in failing]
+    expected = score_captions(good, {r.id: predictions[r.id][:1] for r in good}).metrics
+    assert {k: reported[k] for k in METRIC_KEYS} == expected and reported["n_failed_generations"] == 2
+    monkeypatch.setenv("ECAC_MAX_FAILED", "0.01")  # a fraction of the task's 40 generations: floor(0.4) = 0
+    with pytest.raises(RuntimeError, match="generations failed"):
+        aggregate()
+    monkeypatch.setenv("ECAC_MAX_FAILED", "lots")
+    with pytest.raises(ValueError, match=r"\$ECAC_MAX_FAILED: expected a count"):
+        aggregate()
 
 
 def test_toy_precision_task_extracts_through_the_judge_client(
@@ -249,8 +359,11 @@ def test_toy_precision_task_extracts_through_the_judge_client(
     task = get_task_dict(["ecac_toy_precision"], task_manager)["ecac_toy_precision"]
     test = load_dataset(split="test")
     docs = list(task.test_docs())[:5]
-    # The test server answers a caption's directive verbatim: each "caption" dictates the extractor's answer.
-    names = {d["id"]: [t.name for t in test.by_id[d["id"]].toys[:1]] + ["不存在的玩具"] for d in docs}
+    # The test server answers a caption's directive verbatim: each "caption" dictates the extractor's answer. An
+    # annotated name + "区" only contains a toy's name: wrong under Eq. 7 (right under the lenient rule).
+    names = {d["id"]: [n for t in test.by_id[d["id"]].toys[:1] for n in (t.name, t.name + "区")] for d in docs}
+    names = {i: [*n, "不存在的玩具"] for i, n in names.items()}
+    with_toys = sum(bool(test.by_id[d["id"]].toys) for d in docs)
     captions = {i: "@@reply=" + json.dumps(n, ensure_ascii=False) + "@@" for i, n in names.items()}
     with JudgeServer() as server:
         monkeypatch.setenv("ECAC_JUDGE_BASE_URL", server.base_url)
@@ -258,11 +371,14 @@ def test_toy_precision_task_extracts_through_the_judge_client(
         monkeypatch.setenv("ECAC_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.delenv("ECAC_TOY_EXTRACTOR", raising=False)
         per_doc = [task.process_results(d, [captions[d["id"]]]) for d in docs]
+        per_doc.append(task.process_results(next(iter(task.test_docs())), [" "]))  # a failed generation
+        monkeypatch.setenv("ECAC_MAX_FAILED", "1")
         reported = {key: task.aggregation()[key]([r[key] for r in per_doc]) for key in TOY_KEYS}
         assert server.state.requests == len(docs)  # one extraction per caption, shared by all six metrics
     expected = toy_precision(test, names).metrics()
     assert reported == {key: expected[key] for key in TOY_KEYS}
-    assert 0 < reported["toy_precision"] < 100 and reported["n_failed"] == 0
+    assert reported["toy_precision"] == pytest.approx(100 * with_toys / (2 * with_toys + len(docs)))
+    assert with_toys and reported["n_failed"] == 0
 
 
 # --- the real CLI -------------------------------------------------------------------------------------------
@@ -369,3 +485,95 @@ def test_cli_openai_route_runs_the_ecac_group_against_a_server(tmp_path: Path) -
     )
     assert lmms_metrics(results, "ecac_toy_precision", TOY_KEYS) == {k: report["metrics"][k] for k in TOY_KEYS}
     assert report["metrics"]["toy_precision"] == pytest.approx(100 * 2 / 3)
+
+
+def _refuse_image_of_size(size: tuple[int, int]) -> Any:
+    """A test-server hook answering HTTP 400 (as vLLM does for a prompt too long) to requests with an image of
+    ``size``: lmms-eval's openai backend then turns that request into its failure marker."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    def fail_with(messages: list[dict[str, Any]]) -> int | None:
+        for message in messages:
+            for part in message["content"] if isinstance(message["content"], list) else []:
+                if part.get("type") == "image_url":
+                    data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                    if Image.open(io.BytesIO(data)).size == size:
+                        return 400
+        return None
+
+    return fail_with
+
+
+@pytest.mark.slow
+def test_cli_failed_generations_are_never_scored(tmp_path: Path) -> None:
+    """lmms-eval's real ``openai`` backend against the test server refusing one chosen image: the ECAC tasks leave
+    the failed generation out of every metric and count it; above ECAC_MAX_FAILED the run writes no results; the
+    samples file and the results file are rejected by ``ecac-bench score`` and ``ecac_bench.lmms_results``."""
+    from PIL import Image
+
+    refused = tmp_path / "refused.png"
+    Image.new("RGB", (77, 77), (200, 30, 30)).save(refused)
+    base = sample_rows()[:3]
+    toys = [
+        [_toy("score", "low", "foreground")],
+        [_toy("积木", "high", "background")],
+        [_toy("剪刀", "low", "foreground")],
+    ]
+    rows = [{**r, "toys": t, "split": "test"} for r, t in zip(base, toys)]
+    rows[1]["image"] = str(refused)  # write_subset keeps an absolute path as it is
+    data = write_subset(rows, tmp_path / "data.jsonl")
+    dataset = load_dataset(data)
+    args = ["--model", "openai", "--model_args", "", "--tasks", "ecac_tts,ecac_judge"]
+    with JudgeServer() as server:
+        server.state.fail_with = _refuse_image_of_size((77, 77))
+        args[3] = f"model=test-model,base_url={server.base_url},max_retries=1,retry_backoff_s=0"
+        env = {"ECAC_DATA": str(data), "OPENAI_API_KEY": "EMPTY", "ECAC_JUDGE_BASE_URL": server.base_url}
+        env |= {"ECAC_JUDGE_MODEL": "test-judge", "ECAC_JUDGE_API_KEY": "EMPTY"}
+        results, folder = run_lmms_eval(args, tmp_path, **env, ECAC_MAX_FAILED="1")
+        assert server.state.requests == 2 * 3 + 2  # 3 captions per task, the judge asked about the 2 good ones only
+
+        # 1. The run that allows one failure: every task leaves it out and counts it.
+        for task in ("ecac_tts", "ecac_judge"):
+            assert results["results"][task]["n_failed_generations,none"] == 1
+        samples = samples_file(folder, "ecac_tts")
+        captions = load_lmms_eval_samples(samples, dataset)
+        assert list(captions.failed) == [rows[1]["id"]] and captions.failed[rows[1]["id"]] == "lmms-eval request failed"
+        kept = [r for r in dataset.records if r.id != rows[1]["id"]]
+        tts = lmms_metrics(results, "ecac_tts", METRIC_KEYS)
+        assert tts == score_captions(kept, dict(captions)).metrics == score_captions(dataset, captions).metrics
+        assert tts["tts"] == pytest.approx(100 * (1 + 0) / 2)  # not (1 + 0 + 0) / 3: the failure is not a zero
+        assert results["results"]["ecac_judge"]["n,none"] == 2
+
+        # 2. `ecac-bench score` on the samples file: exit 2 after writing the report, unless the failure is allowed.
+        out = tmp_path / "score.json"
+        score = [str(BIN / "ecac-bench"), "score", "--data", str(data), "--predictions", str(samples)]
+        done = subprocess.run([*score, "--json", str(out)], env=_env(tmp_path), capture_output=True, text=True)
+        assert done.returncode == 2 and "1 of 3 generations failed" in done.stderr, done.stderr
+        assert json.loads(out.read_text())["coverage"]["n_failed_generations"] == 1
+        assert ecac_bench_json([*score[1:], "--allow-failed", "1"], tmp_path, "allowed")["metrics"] == tts
+
+        # 3. The run checker refuses to pass a run with failures unless told how many are allowed.
+        check = [sys.executable, "-m", "ecac_bench.lmms_results", str(tmp_path / "lmms_out"), "--tasks"]
+        done = subprocess.run([*check, "ecac_tts,ecac_judge"], env=_env(tmp_path), capture_output=True, text=True)
+        assert done.returncode == 2 and "1 failed generation(s)" in done.stderr, done.stderr
+        done = subprocess.run([*check, "ecac_tts", "--max-failed", "1"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+        # 4. The default, ECAC_MAX_FAILED unset (0): the aggregation raises and lmms-eval writes no numbers at all.
+        again = tmp_path / "again"
+        again.mkdir()
+        proc = subprocess.run(
+            [str(BIN / "lmms-eval"), *args[:4], "--tasks", "ecac_tts", "--output_path", str(again / "out")],
+            env=_env(again, **env),
+            cwd=again,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert "ECAC: 1 of 3 generations failed" in proc.stdout + proc.stderr
+    assert not list((again / "out").glob("*/*_results.json"))
+    done = subprocess.run([*check[:3], str(again / "out"), "--tasks", "ecac_tts"], capture_output=True, text=True)
+    assert done.returncode == 2 and "wrote no results file" in done.stderr

@@ -35,6 +35,8 @@ def test_utility_end_to_end_with_cache(env, tmp_path):
         {"id": RECORDS[0].id, "question": "Which toy?", "options": ["TRUE:drum", "bell", "kite"], "answer": "A"},
         {"id": RECORDS[0].id, "question": "Which?", "options": ["x", "TRUE:bell"], "answer": "B"},
         {"id": RECORDS[1].id, "question": "Which toy?", "options": ["TRUE:kite", "drum"], "answer": "A"},
+        # RECORDS[2]'s caption is a failed generation (empty): its question is never asked, never scored 0
+        {"id": RECORDS[2].id, "question": "Which toy?", "options": ["TRUE:ball", "drum"], "answer": "A"},
     ]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     preds = tmp_path / "p.jsonl"
@@ -56,6 +58,8 @@ def test_utility_end_to_end_with_cache(env, tmp_path):
         "en",
         "--rounds",
         "3",
+        "--allow-failed",
+        "1",
         "--cache-dir",
         str(tmp_path / "cache"),
         "--no-progress",
@@ -189,3 +193,39 @@ def test_make_qa_no_filter_keeps_everything(env, tmp_path):
     assert main(argv) == 0
     assert len(out.read_text().splitlines()) == 4  # 2 questions x 2 images
     assert env.state.requests == 2  # generation only, no filter rounds
+
+
+def _balanced_argv(tmp_path, caption):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": ENGLISH.id, "caption": caption}) + "\n")
+    out = tmp_path / "b.json"
+    argv = ["balanced", "--data", str(SAMPLE_DATA), "--split", "test", "--predictions", str(preds), "--allow-missing",
+            "--lang", "en", "--no-cache", "--no-progress", "--json", str(out)]  # fmt: skip
+    return argv, out
+
+
+def test_balanced_recall_compares_assertions_with_assertions(env, tmp_path):
+    """BalCapRL's recall asks about the generated caption's atomic assertions, never the raw caption."""
+    env.state.keep_bodies = True
+    caption = "Children play with play dough. They look happy. A teacher helps."
+    argv, _ = _balanced_argv(tmp_path, caption)
+    assert main(argv) == 0
+
+    def text(body):
+        contents = [m["content"] for m in body["messages"]]
+        return "\n".join(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c) for c in contents)
+
+    (recall,) = [text(b) for b in env.state.bodies if "Reference assertions:" in text(b)]
+    listed = recall.split("Caption assertions:", 1)[1].split("Reference assertions:", 1)[0]
+    assert listed.strip() == "1. Children play with play dough.\n2. They look happy.\n3. A teacher helps."
+    assert caption not in recall and "or can reasonably be inferred from, the generated caption" in " ".join(
+        recall.split()
+    )
+
+
+def test_balanced_caption_without_assertions_covers_nothing(env, tmp_path):
+    argv, out = _balanced_argv(tmp_path, "...")  # the fake decomposes it into no assertion
+    assert main(argv) == 0
+    m = json.loads(out.read_text())["metrics"]
+    assert (m["balanced_precision"], m["balanced_recall"], m["b_capscore"], m["n"]) == (0.0, 0.0, 0.0, 1)
+    assert env.state.requests == 3  # two decompositions and the linguistic rating: no recall call to make

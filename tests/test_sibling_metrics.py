@@ -156,3 +156,25 @@ def test_json_in_answer_forms():
         "fluency": 5.0,
         "coherence": 3.0,
     }
+
+
+def test_recall_prompt_asks_about_the_caption_s_assertions():
+    """BalCapRL's recall: mentioned in OR reasonably inferable from the generated caption's atomic assertions."""
+    from ecac_bench.prompts import load_prompt
+
+    en = load_prompt("balanced_recall", "en")
+    text = " ".join(
+        en.render(caption_assertions="1. A child stacks blocks.", reference_assertions="1. Blocks.").split()
+    )
+    assert en.version == "2"
+    assert (
+        "decide whether it is mentioned in, or can reasonably be inferred from, the generated caption's assertions"
+        in text
+    )
+    assert "Caption assertions: 1. A child stacks blocks. Reference assertions: 1. Blocks." in text
+    zh = load_prompt("balanced_recall", "zh").render(caption_assertions="1. 甲", reference_assertions="1. 乙")
+    assert (
+        "是否在生成描述的" in zh
+        and "被提及，或能够从这些断言中合理推断出来" in zh
+        and zh.index("1. 甲") < zh.index("1. 乙")
+    )

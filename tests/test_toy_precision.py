@@ -42,23 +42,37 @@ def dataset(tmp_path):
     return load_dataset(path)
 
 
-def test_precision_by_hand(dataset):
-    extracted = {
-        "img1": ["积木", "拼图", "剪刀"],  # 2 of 3 are this image's toys
-        "img2": ["duplo", " Duplo ", "lego"],  # duplicates after normalisation count once: 1 of 2 (alias)
-        "img3": [],  # nothing extracted: counts for the average, not for macro
-        "img4": None,  # extraction failed: left out, counted
-        "img5": ["彩色橡皮泥"],  # names the alias 橡皮泥 under the TTS rule: 1 of 1
-    }
-    result = toy_precision(dataset, extracted)
-    assert result.n_extracted == 6 and result.n_correct == 4
-    assert math.isclose(result.toy_precision, 100 * 4 / 6)
-    assert math.isclose(result.toy_precision_macro, (100 * 2 / 3 + 50 + 100) / 3)
-    assert math.isclose(result.avg_toy_count, 6 / 4)
+EXTRACTED = {
+    "img1": ["积木", "拼图", "剪刀", "积木区"],  # 积木, 拼图 are this image's toys; 积木区 only contains one: 2 of 4
+    "img2": ["duplo", " Duplo ", "ＬＥＧＯ duplo"],  # duplicates after normalisation count once; the alias: 2 of 2
+    "img3": [],  # nothing extracted: counts for the average, not for macro
+    "img4": None,  # extraction failed: left out, counted
+    "img5": ["彩色橡皮泥"],  # contains the alias 橡皮泥 but is not it: 0 of 1
+}
+
+
+def test_precision_is_eq_7_by_hand(dataset):
+    """|T_caption ∩ T_groundtruth| / |T_caption|: an extracted name is correct only when it equals an annotated
+    name or alias after normalisation (NFKC, lower-case, whitespace)."""
+    result = toy_precision(dataset, EXTRACTED)
+    assert result.n_extracted == 7 and result.n_correct == 4
+    assert math.isclose(result.toy_precision, 100 * 4 / 7)
+    assert math.isclose(result.toy_precision_macro, (100 * 2 / 4 + 100 + 0) / 3)
+    assert math.isclose(result.avg_toy_count, 7 / 4)
     assert (result.n_images, result.n_images_with_names, result.n_failed) == (4, 3, 1)
-    assert result.images[1].extracted == ("duplo", "lego") and result.images[1].correct == (True, False)
+    assert result.images[0].correct == (True, True, False, False)
+    assert result.images[1].extracted == ("duplo", "ＬＥＧＯ duplo") and result.images[1].correct == (True, True)
     metrics = result.metrics()
     assert "images" not in metrics and set(metrics) >= {"toy_precision", "toy_precision_macro", "avg_toy_count"}
+
+
+def test_precision_contains_is_the_lenient_option(dataset):
+    # The old rule: an annotated name occurring inside the extracted one counts (积木区, 彩色橡皮泥): 6 of 7.
+    result = toy_precision(dataset, EXTRACTED, precision_match="contains")
+    assert result.n_correct == 6 and math.isclose(result.toy_precision, 100 * 6 / 7)
+    assert result.images[0].correct == (True, True, False, True)
+    with pytest.raises(ValueError, match="unknown precision match"):
+        toy_precision(dataset, EXTRACTED, precision_match="fuzzy")
 
 
 def test_precision_empty_and_unknown_ids(dataset):
@@ -68,9 +82,11 @@ def test_precision_empty_and_unknown_ids(dataset):
         toy_precision(dataset, {"nope": ["积木"]})
 
 
-def test_precision_fuzzy_rule_comes_from_the_core(dataset):
-    assert toy_precision(dataset, {"img3": ["皮 球子"]}).n_correct == 0
-    assert toy_precision(dataset, {"img3": ["皮球子"]}, MatchConfig("fuzzy", 90)).n_correct == 1
+def test_precision_fuzzy_rule_comes_from_the_core_in_contains_mode_only(dataset):
+    fuzzy = MatchConfig("fuzzy", 90)
+    assert toy_precision(dataset, {"img3": ["皮 球子"]}, precision_match="contains").n_correct == 0
+    assert toy_precision(dataset, {"img3": ["皮球子"]}, fuzzy, precision_match="contains").n_correct == 1
+    assert toy_precision(dataset, {"img3": ["皮球子"]}, fuzzy).n_correct == 0  # Eq. 7: equality, whatever --match
 
 
 def test_lexicon_extractor():
@@ -137,6 +153,21 @@ def test_command_lexicon(dataset, tmp_path):
     m = report["metrics"]
     assert math.isclose(m["toy_precision"], 100 * 2 / 3) and math.isclose(m["toy_precision_macro"], 75)
     assert math.isclose(m["avg_toy_count"], 1.0)
+    assert report["config"]["precision_match"].startswith("equal (Eq. 7")
+
+
+def test_command_precision_match_flag(dataset, tmp_path):
+    preds = tmp_path / "p.jsonl"
+    write_predictions(preds, {"img1": '@@reply=["积木区", "拼图"]@@'})
+    out = tmp_path / "r.json"
+    argv = ["--data", str(dataset.path), "--predictions", str(preds), "--allow-missing", "--no-progress"]
+    with JudgeServer() as server:
+        argv += ["--judge-base-url", server.base_url, "--judge-model", "x", "--cache-dir", str(tmp_path / "cache")]
+        assert run_command([*argv, "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["metrics"]["toy_precision"] == 50.0
+        assert run_command([*argv, "--json", str(out), "--precision-match", "contains"]) == 0
+    report = json.loads(out.read_text())
+    assert report["metrics"]["toy_precision"] == 100.0 and report["config"]["precision_match"].startswith("contains")
 
 
 def test_command_llm_extractor(dataset, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ecac_bench.data import SAMPLE_DATA, SAMPLE_PREDICTIONS, EcacDataset, load_dataset
+from ecac_bench.generations import N_FAILED_KEY, FailureAllowance
 from ecac_bench.matching import MatchConfig
-from ecac_bench.predictions import load_predictions
+from ecac_bench.predictions import Predictions, load_predictions
 from ecac_bench.report import file_sha256, write_json_atomic
 
 console = Console()
@@ -34,6 +36,13 @@ def add_output_args(parser: argparse.ArgumentParser, default_model: str | None =
     parser.add_argument("--model", default=default_model, help="model name recorded in the report")
 
 
+def _allowance(text: str) -> FailureAllowance:
+    try:
+        return FailureAllowance.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--allow-failed: ")) from None
+
+
 def add_predictions_args(parser: argparse.ArgumentParser, allow_missing_help: str) -> None:
     parser.add_argument(
         "--predictions",
@@ -43,6 +52,20 @@ def add_predictions_args(parser: argparse.ArgumentParser, allow_missing_help: st
         "(default: the sample's system-a predictions)",
     )
     parser.add_argument("--allow-missing", action="store_true", help=allow_missing_help)
+    parser.add_argument(
+        "--allow-failed",
+        type=_allowance,
+        default=FailureAllowance(),
+        metavar="N",
+        help="failed generations (docs/data_format.md) are never scored, and by default any of them makes the "
+        "command exit 2 after writing its report; allow N of them (a count, or a fraction when 0 < N < 1)",
+    )
+    parser.add_argument(
+        "--prompt-id",
+        default="unknown",
+        help="the prompt the captions were generated with, recorded in the report (default 'unknown'); an id of "
+        "this harness's templates (e.g. caption.zh@2) also records the template's content hash",
+    )
 
 
 def add_match_args(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +81,52 @@ def load_data(args: argparse.Namespace) -> EcacDataset:
     return load_dataset(args.data, split=args.split)
 
 
-def load_data_and_predictions(args: argparse.Namespace) -> tuple[EcacDataset, Path, dict[str, list[str]]]:
-    """The dataset, the predictions file (default: the sample's system-a) and its captions per image id."""
+def load_data_and_predictions(args: argparse.Namespace) -> tuple[EcacDataset, Path, Predictions]:
+    """The dataset, the predictions file (default: the sample's system-a) and its captions per image id (failed
+    generations recorded apart: they reach no metric)."""
     dataset = load_data(args)
     path = args.predictions or SAMPLE_PREDICTIONS["system-a"]
     return dataset, path, load_predictions(path, dataset, allow_missing=args.allow_missing)
+
+
+def caption_prompt_identity(prompt_id: str) -> dict[str, str | None]:
+    """How a report names the prompt the scored captions were generated with: ``--prompt-id`` and, when it names
+    one of this harness's templates at its current version (``caption.zh@2``), that template's content hash."""
+    name, _, version = prompt_id.partition("@")
+    task, _, lang = name.rpartition(".")
+    if task and lang and version:
+        # Imported here: jinja2 costs `score` a fifth of a second of start-up, and most ids are not ours.
+        from ecac_bench.prompts import load_prompt
+
+        try:
+            template = load_prompt(task, lang)
+        except ValueError:
+            template = None
+        if template is not None and template.version == version:
+            return template.identity()
+    return {"id": prompt_id, "sha256": None}
+
+
+def finish(args: argparse.Namespace, report: dict[str, Any], predictions: Predictions, code: int = 0) -> int:
+    """The end of every command that scores a predictions file: record the caption prompt and the failed
+    generations in the report, write it (``--json``), then exit 2 if there were more failed generations than
+    ``--allow-failed`` allows (after writing: nothing computed is lost), else ``code``."""
+    report["caption_prompt"] = caption_prompt_identity(args.prompt_id)
+    report.setdefault("config", {})["allow_failed"] = args.allow_failed.value
+    report["coverage"] = {**report.get("coverage", {}), **predictions.failure_summary()}
+    write_report(args, report)
+    failed, total = predictions.n_failed_generations, predictions.n_generations
+    if not args.allow_failed.exceeded(failed, total):
+        if failed:
+            console.print(f"[yellow]{failed} failed generation(s) left out of every metric (allowed)[/yellow]")
+        return code
+    where = f"the report is in {args.json}" if args.json else "no report file was asked for (--json)"
+    print(
+        f"error: {failed} of {total} generations failed ({N_FAILED_KEY}; allowed: {args.allow_failed.describe()}); "
+        f"every metric leaves them out; {where}; fix or regenerate them, or pass --allow-failed N",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def file_identity(path: Path) -> dict[str, str]:

@@ -9,7 +9,16 @@ from ecac_bench.agreement import agreement, load_human_rankings, load_scores
 from ecac_bench.commands._common import console, metrics_table
 from ecac_bench.report import build_report, file_sha256, write_json_atomic
 
-COLUMNS = ("kendall_tau", "spearman_rho", "pooled_kendall_tau", "pooled_spearman_rho", "n_images", "n_skipped")
+COLUMNS = (
+    "kendall_tau",
+    "spearman_rho",
+    "pooled_kendall_tau",
+    "pooled_spearman_rho",
+    "n_images",
+    "n_score_ties",
+    "n_skipped_human_ties",
+    "n_skipped",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", action="append", default=[], help="score column(s) to use (default: all)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--skip-ties",
+        action="store_true",
+        help="leave out images where a method scores every caption alike (default: they count as tau = rho = 0)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the JSON report here (atomically)")
     parser.add_argument("--model", default="agreement", help="name recorded in the report")
     parser.set_defaults(func=run)
@@ -32,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         console.print(f"[red]error:[/red] {args.scores} has no scores for {missing}; it has {sorted(tables)}")
         return 2
-    results = [agreement(human, tables[m], m, n_boot=args.n_boot, seed=args.seed) for m in methods]
+    results = [
+        agreement(human, tables[m], m, n_boot=args.n_boot, seed=args.seed, skip_ties=args.skip_ties) for m in methods
+    ]
     metrics = {r.method: r.metrics() for r in results}
     report = build_report(
         "ecac-bench/agree",
@@ -44,10 +60,20 @@ def run(args: argparse.Namespace) -> int:
             "sha256": file_sha256(args.human),
         },
         metrics=metrics,
-        config={"n_boot": args.n_boot, "seed": args.seed, "confidence": 0.95, "methods": methods},
+        config={
+            "n_boot": args.n_boot,
+            "seed": args.seed,
+            "confidence": 0.95,
+            "methods": methods,
+            "skip_ties": args.skip_ties,
+            "score_ties": "skipped" if args.skip_ties else "counted as tau = rho = 0",
+        },
         scores={"path": str(args.scores), "sha256": file_sha256(args.scores)},
     )
-    console.print(metrics_table("agreement with human rankings (per-image mean)", list(metrics.items()), COLUMNS))
+    ties = "score ties skipped (--skip-ties)" if args.skip_ties else "score ties count as 0"
+    console.print(
+        metrics_table(f"agreement with human rankings (per-image mean; {ties})", list(metrics.items()), COLUMNS)
+    )
     for r in results:
         if r.kendall_tau_ci and r.spearman_rho_ci:
             console.print(

@@ -14,9 +14,9 @@ from ecac_bench.commands._common import (
     add_predictions_args,
     console,
     file_identity,
+    finish,
     load_data_and_predictions,
     metrics_table,
-    write_report,
 )
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.judge import (
@@ -81,5 +81,4 @@ def run(args: argparse.Namespace) -> int:
     if args.items:
         lines = b"".join(orjson.dumps(o.to_dict()) + b"\n" for o in outcomes)
         write_bytes_atomic(args.items, lines)
-    write_report(args, report)
-    return 0 if summary.n else 1
+    return finish(args, report, predictions, 0 if summary.n else 1)

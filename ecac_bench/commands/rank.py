@@ -12,6 +12,7 @@ import orjson
 from ecac_bench.agreement import load_candidates
 from ecac_bench.commands._common import add_data_args, add_match_args, console, file_identity, load_data, match_config
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.generations import N_FAILED_KEY, generation_failure
 from ecac_bench.judge import LANGS, JudgeInput, judge_captions, prompt_version
 from ecac_bench.llm import LLMClient
 from ecac_bench.matching import ToyMatcher
@@ -47,20 +48,24 @@ def run(args: argparse.Namespace) -> int:
     settings = llm_settings(args)
     dataset = load_data(args)
     candidates = load_candidates(args.candidates, dataset.by_id)
-    scores: list[dict[str, float | None]] = [{} for _ in candidates]
+    # A failed generation (an empty caption, lmms-eval's failure marker) gets no score from any method: `agree`
+    # then leaves its image out, instead of ranking a failure as the worst caption.
+    failed = [generation_failure(c.caption) is not None for c in candidates]
+    scores: list[dict[str, float | None]] = [dict.fromkeys(methods) if f else {} for f in failed]
+    scored = [(i, row, c) for i, (row, c, f) in enumerate(zip(scores, candidates, failed, strict=True)) if not f]
     extra: dict[str, object] = {}
     config: dict[str, object] = {"methods": methods}
     if "reward" in methods:
         match = match_config(args)
         matcher = ToyMatcher(match)
-        for row, c in zip(scores, candidates, strict=True):
+        for _, row, c in scored:
             row["reward"] = toy_reward(dataset.by_id[c.id].toys, c.caption, matcher)
         config.update(match.describe())
     if "judge_score" in methods:
-        inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, c in enumerate(candidates)]
+        inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, _, c in scored]
         client = LLMClient.from_settings(settings)
         outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=settings.parse_retries))
-        for row, outcome in zip(scores, outcomes, strict=True):
+        for (_, row, _), outcome in zip(scored, outcomes, strict=True):
             row["judge_score"] = outcome.score  # None for a failure: `agree` leaves that caption out
         config.update(lang=args.lang, prompt=prompt_version(args.lang))
         extra = llm_report_fields(client)
@@ -69,12 +74,16 @@ def run(args: argparse.Namespace) -> int:
         for c, row in zip(candidates, scores, strict=True)
     ]
     write_bytes_atomic(args.out, b"\n".join(lines) + b"\n")
-    means = {}
+    means: dict[str, float | int | None] = {N_FAILED_KEY: sum(failed)}
     for m in methods:
         values = [v for row in scores if (v := row.get(m)) is not None]
         means[m] = statistics.fmean(values) if values else None
         means[f"n_{m}"] = len(values)
     console.print(f"scored {len(candidates)} captions of {len({c.id for c in candidates})} images -> {args.out}")
+    if any(failed):
+        console.print(
+            f"[yellow]{sum(failed)} failed generation(s) (empty or lmms-eval failure marker): no score[/yellow]"
+        )
     console.print(f"means: {means}")
     if args.json:
         report = build_report(

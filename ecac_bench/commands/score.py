@@ -12,10 +12,10 @@ from ecac_bench.commands._common import (
     add_predictions_args,
     console,
     file_identity,
+    finish,
     load_data_and_predictions,
     match_config,
     metrics_table,
-    write_report,
 )
 from ecac_bench.metrics import METRIC_KEYS, SUBSET_KEYS, score_captions
 from ecac_bench.report import build_report
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         **body,
     )
     _print(report, model)
-    write_report(args, report)
-    return 0
+    return finish(args, report, predictions)
 
 
 def _print(report: dict, model: str) -> None:
@@ -66,7 +65,8 @@ def _print(report: dict, model: str) -> None:
     ds = report["dataset"]
     console.print(
         f"[bold]{ds['name']}[/bold] ({ds['size']} images{', split ' + ds['split'] if ds['split'] else ''}); "
-        f"predicted {coverage['predicted']}/{coverage['images']}; match: {report['config']['match']}"
+        f"predicted {coverage['predicted']}/{coverage['images']}, failed {coverage['failed_images']}, "
+        f"missing {coverage['missing']}; match: {report['config']['match']}"
     )
     console.print(metrics_table("TTS (0-100) and reward", rows, SUBSET_KEYS[:4], ("reward",)))
     console.print(metrics_table("TTS by level x ground", rows, SUBSET_KEYS[4:]))

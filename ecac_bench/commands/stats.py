@@ -7,9 +7,10 @@ import argparse
 from rich.table import Table
 
 from ecac_bench.commands._common import add_data_args, console, load_data
-from ecac_bench.data import GROUNDS, LEVELS
+from ecac_bench.data import CATEGORIES, GROUNDS, LEVELS
+from ecac_bench.paper import PAPER_DATASET
 from ecac_bench.report import write_json_atomic
-from ecac_bench.stats import dataset_stats
+from ecac_bench.stats import DatasetStats, dataset_stats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(parser)
     parser.add_argument("--json", default=None, help="also write the statistics as JSON")
     parser.add_argument("--plot", default=None, help="also draw them (.svg/.png/.pdf; needs matplotlib)")
+    parser.add_argument("--paper", action="store_true", help="also print the paper's dataset facts beside these")
     parser.set_defaults(func=run)
 
 
@@ -48,10 +50,31 @@ def run(args: argparse.Namespace) -> int:
         toys.add_row(level, *(str(stats.toys_per_level_ground[level][g]) for g in GROUNDS))
     console.print(toys)
     console.print("toys per image: " + ", ".join(f"{k}: {v}" for k, v in stats.toys_per_image.items()))
+    if args.paper:
+        console.print(paper_table(stats))
     if args.json:
-        write_json_atomic(args.json, {"dataset": dataset.describe(), **stats.to_dict()})
+        paper = {"paper": PAPER_DATASET.to_dict()} if args.paper else {}
+        write_json_atomic(args.json, {"dataset": dataset.describe(), **stats.to_dict(), **paper})
     if args.plot:
         from ecac_bench.stats_plot import plot_stats  # matplotlib is optional: import only when asked
 
         console.print(f"figure written to {plot_stats(stats, f'{dataset.name}: {len(dataset)} images', args.plot)}")
     return 0
+
+
+def paper_table(stats: DatasetStats) -> Table:
+    """The paper's dataset facts (ecac_bench.paper) beside the loaded data's; "—" where the data has no counterpart."""
+    table = Table(title="the paper's ECAC beside the loaded data", title_justify="left")
+    for col in ("", "paper", "loaded"):
+        table.add_column(col, justify="left" if not col else "right")
+    paper = PAPER_DATASET
+    rows: list[tuple[str, int, int | None]] = [("images", paper.images, stats.images)]
+    rows += [(f"  {c}", paper.images_per_category[c], stats.images_per_category[c]) for c in CATEGORIES]
+    rows += [
+        ("activity areas", paper.areas, len(stats.images_per_area)),
+        ("SFT warm-up images (train split)", paper.sft_images, stats.images_per_split.get("train")),
+        ("RSRS hybrid-stage images", paper.hybrid_images, None),
+    ]
+    for label, in_paper, loaded in rows:
+        table.add_row(label, f"{in_paper:,}", "—" if loaded is None else f"{loaded:,}")
+    return table

@@ -14,10 +14,10 @@ from ecac_bench.commands._common import (
     add_predictions_args,
     console,
     file_identity,
+    finish,
     load_data_and_predictions,
     match_config,
     metrics_table,
-    write_report,
 )
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.judge import LANGS
@@ -26,7 +26,9 @@ from ecac_bench.prompts import load_prompt
 from ecac_bench.report import build_report
 from ecac_bench.toy_precision import (
     EXTRACTORS,
+    PRECISION_MATCHES,
     LexiconExtractor,
+    describe_precision_match,
     extract_with_lexicon,
     extract_with_llm,
     toy_precision,
@@ -43,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_predictions_args(parser, "use only the predicted images")
     parser.add_argument("--extractor", choices=EXTRACTORS, default="llm", help="how names are extracted (default llm)")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="extraction prompt language (default zh)")
+    parser.add_argument(
+        "--precision-match",
+        choices=PRECISION_MATCHES,
+        default="equal",
+        help="when an extracted name is correct: 'equal' (default, the paper's Eq. 7: it equals an annotated name "
+        "or alias after normalisation) or 'contains' (lenient, not the paper's: an annotated name occurs in it)",
+    )
     add_match_args(parser)
     add_llm_args(parser, parse_retries=1)
     add_output_args(parser)
@@ -53,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
     match = match_config(args)
-    config: dict[str, object] = {**match.describe(), "extractor": args.extractor}
+    config: dict[str, object] = {
+        **match.describe(),
+        "extractor": args.extractor,
+        "precision_match": describe_precision_match(args.precision_match),
+    }
     extra: dict[str, object] = {}
     names: Mapping[str, Sequence[str] | None]
     failures: dict[str, str] = {}
@@ -67,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         prompt = load_prompt("toy_extract", args.lang).tag
         config.update(lang=args.lang, prompt=prompt, parse_retries=settings.parse_retries)
         extra = llm_report_fields(client)
-    result = toy_precision(dataset, names, match)
+    result = toy_precision(dataset, names, match, args.precision_match)
     model = args.model or Path(predictions_path).stem
     report = build_report(
         "ecac-bench/toy-precision",
@@ -81,6 +94,5 @@ def run(args: argparse.Namespace) -> int:
         **extra,
     )
     console.print(metrics_table(f"toy precision ({args.extractor} extractor)", [(model, report["metrics"])], METRICS))
-    console.print("leaderboard: toy_precision (micro, pooled over all extracted names)")
-    write_report(args, report)
-    return 0 if result.n_images or not predictions else 1
+    console.print(f"leaderboard: toy_precision (micro, pooled over all extracted names); {config['precision_match']}")
+    return finish(args, report, predictions, 0 if result.n_images or not predictions else 1)

@@ -12,9 +12,9 @@ from ecac_bench.commands._common import (
     add_predictions_args,
     console,
     file_identity,
+    finish,
     load_data_and_predictions,
     metrics_table,
-    write_report,
 )
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.llm import LLMClient
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = llm_settings(args)
     dataset, predictions_path, predictions = load_data_and_predictions(args)
-    items = load_questions(args.questions, dataset)
+    # The questions of an image whose generation failed are not asked: a failure is never scored (as an empty caption).
+    items = [q for q in load_questions(args.questions, dataset) if q.id not in predictions.failed]
     client = LLMClient.from_settings(settings)
     result = asyncio.run(
         caption_utility(client, items, predictions, rounds=args.rounds, seed=args.seed, lang=args.lang)
@@ -64,5 +65,4 @@ def run(args: argparse.Namespace) -> int:
         **llm_report_fields(client),
     )
     console.print(metrics_table(f"caption utility ({client.config.model})", [(model, report["metrics"])], METRICS))
-    write_report(args, report)
-    return 0 if result.n_rounds else 1
+    return finish(args, report, predictions, 0 if result.n_rounds else 1)

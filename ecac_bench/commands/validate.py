@@ -36,5 +36,10 @@ def run(args: argparse.Namespace) -> int:
         except DataValidationError as exc:
             print(exc)
             return 1
-        console.print(f"[green]OK[/green] {args.predictions}: {len(predictions)} predicted images")
+        failed = predictions.failure_summary()
+        console.print(
+            f"[green]OK[/green] {args.predictions}: {len(predictions)} predicted images, "
+            f"{failed['failed_images']} with failed generations ({failed['n_failed_generations']} generations, "
+            "never scored; see docs/data_format.md)"
+        )
     return 0

@@ -182,6 +182,9 @@ def _baseline_entry(raw: Any, where: str, path: Path) -> Entry:
     metrics = _metrics(raw_metrics, LEADERBOARD_KEYS, f"{where}.metrics", path)
     if not metrics:
         raise InputError(path, f"{where}.metrics: no values")
+    # The captioning prompt the numbers were made with (the paper's rows: "unknown"); checked here, and for now only
+    # recorded in the file: how prompts split rankings is the report signature's rule.
+    _optional_text(item.get("prompt"), f"{where}.prompt", path)
     return Entry(
         model=_text(_require(item, "model", f"{where}.", path), f"{where}.model", path),
         source="reported",

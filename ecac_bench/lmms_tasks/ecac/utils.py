@@ -2,8 +2,13 @@
 
 Records come from ``ecac_bench.load_dataset($ECAC_DATA)`` (default: the bundled sample; ``$ECAC_SPLIT`` picks
 a split, default ``test`` when the data has one, ``all`` for every record), prompts from
-``ecac_bench/prompts/caption.<language>.j2``, and per-image scores and their aggregation from the metric core,
-so ``lmms-eval --tasks ecac_tts`` reports exactly what ``ecac-bench score`` reports on the same captions.
+``ecac_bench/prompts/<prompt>.<language>.j2`` (``caption`` unless the task's ``lmms_eval_specific_kwargs`` name
+another, e.g. ``caption_toys``), and per-image scores and their aggregation from the metric core, so
+``lmms-eval --tasks ecac_tts`` reports exactly what ``ecac-bench score`` reports on the same captions.
+
+Failed generations (``ecac_bench.generations``: lmms-eval's failure marker, an empty response) are never scored:
+each task leaves them out of its metrics and reports ``n_failed_generations``; above ``$ECAC_MAX_FAILED`` (a count
+or a fraction, default 0) the aggregation raises, so lmms-eval writes no numbers for the run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from PIL import Image
 
 from ecac_bench import METRIC_KEYS, EcacDataset, ImageScore, aggregate_scores, load_dataset, score_image
 from ecac_bench.balanced import BalancedResult, aggregate_balanced, balanced_scores
+from ecac_bench.generations import ENV_MAX_FAILED, N_FAILED_KEY, FailureAllowance, generation_failure
 from ecac_bench.judge import JudgeInput, JudgeSummary, aggregate_judge_scores, judge_captions
 from ecac_bench.llm import LLMClient, Settings
 from ecac_bench.prompts import load_prompt
@@ -70,49 +76,112 @@ def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
         return [image.convert("RGB")]
 
 
+DEFAULT_PROMPT = "caption"
+
+
 def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-    language = (lmms_eval_specific_kwargs or {}).get("language", "zh")
-    return load_prompt("caption", language).render()
+    kwargs = lmms_eval_specific_kwargs or {}
+    return load_prompt(kwargs.get("prompt", DEFAULT_PROMPT), kwargs.get("language", "zh")).render()
 
 
-# Every task also reports which dataset it saw (EcacDataset.describe()) as extra "metrics", because lmms-eval
-# records only the YAML's placeholder data files; the leaderboard reads them to rank runs per dataset.
-DATASET_METRICS = ("dataset_name", "dataset_split", "dataset_size", "dataset_sha256")
+# --- provenance: how a task's numbers were made, reported with them ---------------------------------------------
+# lmms-eval records only the YAML's placeholder data file and not the rendered prompt, so every task reports them
+# itself, as extra "metrics"; the leaderboard reads the dataset identity to rank runs per dataset.
+
+PROVENANCE_METRICS = ("dataset_name", "dataset_split", "dataset_size", "dataset_sha256", "prompt_id", "prompt_sha256")
 
 
-def _per_metric(doc: dict[str, Any], metrics: Sequence[str], payload: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` once per metric key, as lmms-eval expects, plus the per-document stand-in for DATASET_METRICS."""
-    return {**dict.fromkeys(metrics, payload), **dict.fromkeys(DATASET_METRICS, doc["id"])}
+def provenance(prompt: str, lang: str) -> dict[str, str | int | None]:
+    """The dataset the task saw (``EcacDataset.describe()``) and the captioning prompt's id and content hash."""
+    dataset = ecac_dataset().describe()
+    identity = load_prompt(prompt, lang).identity()
+    return {
+        **{f"dataset_{k}": dataset[k] for k in ("name", "split", "size", "sha256")},
+        "prompt_id": identity["id"],
+        "prompt_sha256": identity["sha256"],
+    }
 
 
-def _dataset_aggregation(key: str) -> Callable[[list[Any]], str | int | None]:
-    field = key.removeprefix("dataset_")
+# --- failed generations ------------------------------------------------------------------------------------------
 
-    def aggregate(_items: list[Any]) -> str | int | None:
-        return ecac_dataset().describe()[field]
+
+def _payload(doc: dict[str, Any], results: Sequence[str], prompt: str, lang: str) -> tuple[dict[str, Any], str]:
+    """The per-document payload every metric of a task gets (id, prompt, language; ``failed`` with the reason when
+    the generation failed) and the caption."""
+    caption = results[0] if results else ""
+    payload: dict[str, Any] = {"id": doc["id"], "prompt": prompt, "lang": lang}
+    if (reason := generation_failure(caption)) is not None:
+        payload["failed"] = reason
+    return payload, caption
+
+
+def _successful(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items whose generation succeeded; raises when more failed than ``$ECAC_MAX_FAILED`` allows (lmms-eval
+    then writes no results file: the run fails loudly instead of publishing numbers over a subset)."""
+    ok = [item for item in items if "failed" not in item]
+    n_failed = len(items) - len(ok)
+    allowance = FailureAllowance.parse(os.environ.get(ENV_MAX_FAILED) or "0", f"${ENV_MAX_FAILED}")
+    if allowance.exceeded(n_failed, len(items)):
+        raise RuntimeError(
+            f"ECAC: {n_failed} of {len(items)} generations failed (the backend's failure marker or an empty "
+            f"response), more than ${ENV_MAX_FAILED} allows ({allowance.describe()}); no numbers are reported for "
+            "this run. Fix the model server and run again, or raise the limit."
+        )
+    return ok
+
+
+def _provenance_aggregation(key: str) -> Callable[[list[dict[str, Any]]], str | int | None]:
+    def aggregate(items: list[dict[str, Any]]) -> str | int | None:
+        _successful(items)
+        ((prompt, lang),) = {(item["prompt"], item["lang"]) for item in items}
+        return provenance(prompt, lang)[key]
 
     aggregate.__name__ = f"aggregate_{key}"
     return aggregate
 
 
-aggregate_dataset_name = _dataset_aggregation("dataset_name")
-aggregate_dataset_split = _dataset_aggregation("dataset_split")
-aggregate_dataset_size = _dataset_aggregation("dataset_size")
-aggregate_dataset_sha256 = _dataset_aggregation("dataset_sha256")
+aggregate_dataset_name = _provenance_aggregation("dataset_name")
+aggregate_dataset_split = _provenance_aggregation("dataset_split")
+aggregate_dataset_size = _provenance_aggregation("dataset_size")
+aggregate_dataset_sha256 = _provenance_aggregation("dataset_sha256")
+aggregate_prompt_id = _provenance_aggregation("prompt_id")
+aggregate_prompt_sha256 = _provenance_aggregation("prompt_sha256")
+
+
+def aggregate_n_failed_generations(items: list[dict[str, Any]]) -> int:
+    """How many of the task's generations failed (every task reports it)."""
+    return len(items) - len(_successful(items))
+
+
+def _per_metric(metrics: Sequence[str], payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` once per metric key, as lmms-eval expects, provenance and the failure count included."""
+    return dict.fromkeys((*metrics, N_FAILED_KEY, *PROVENANCE_METRICS), payload)
 
 
 # --- ecac_tts: TTS and the reward, per image from the metric core, aggregated by the core -------------------
 
 
-def tts_process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    """The image's TTS data (``ImageScore.to_dict()``) for every TTS metric."""
-    record = ecac_dataset().by_id[doc["id"]]
-    return _per_metric(doc, METRIC_KEYS, score_image(record, [results[0]]).to_dict())
+def _tts_process_results(prompt: str, lang: str) -> Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]:
+    def process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
+        """The image's TTS data (``ImageScore.to_dict()``) for every TTS metric, unless the generation failed."""
+        payload, caption = _payload(doc, results, prompt, lang)
+        if "failed" not in payload:
+            payload.update(score_image(ecac_dataset().by_id[doc["id"]], [caption]).to_dict())
+        return _per_metric(METRIC_KEYS, payload)
+
+    return process_results
+
+
+# One process_results per (prompt, language): lmms-eval passes process_results neither, and the provenance needs both.
+tts_process_results = _tts_process_results(DEFAULT_PROMPT, "zh")
+tts_process_results_en = _tts_process_results(DEFAULT_PROMPT, "en")
+tts_toys_process_results = _tts_process_results("caption_toys", "zh")
+tts_toys_process_results_en = _tts_process_results("caption_toys", "en")
 
 
 def _aggregation(key: str) -> Callable[[list[dict[str, Any]]], float | None]:
     def aggregate(items: list[dict[str, Any]]) -> float | None:
-        return aggregate_scores([ImageScore.from_dict(item) for item in items])[key]
+        return aggregate_scores([ImageScore.from_dict(item) for item in _successful(items)])[key]
 
     aggregate.__name__ = f"aggregate_{key}"
     return aggregate
@@ -132,6 +201,21 @@ aggregate_tts_bh = _aggregation("tts_bh")
 aggregate_reward = _aggregation("reward")
 
 
+_DOC_FIELDS = {"image": "image_path", "reference": "caption"}  # payload field -> document field
+
+
+def _collecting(metrics: Sequence[str], lang: str, *fields: str) -> Callable[[dict[str, Any], Sequence[str]], Any]:
+    """process_results that only collects the caption (and ``fields`` of the document) for the aggregation."""
+
+    def process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
+        payload, caption = _payload(doc, results, DEFAULT_PROMPT, lang)
+        if "failed" not in payload:
+            payload |= {"caption": caption, **{field: doc[_DOC_FIELDS[field]] for field in fields}}
+        return _per_metric(metrics, payload)
+
+    return process_results
+
+
 # --- ecac_judge: the MLLM-judge score through ecac_bench's client (concurrent, retried, cached) --------------
 # process_results only collects (id, caption, image); the aggregation judges all captions at once, instead of
 # one blocking call per document inside process_results.
@@ -139,17 +223,8 @@ aggregate_reward = _aggregation("reward")
 JUDGE_METRICS = ("judge_score", "judge_score_std", "n", "n_failed")
 
 
-def _judge_items(doc: dict[str, Any], results: Sequence[str], lang: str) -> dict[str, Any]:
-    item = {"id": doc["id"], "caption": results[0], "image": doc["image_path"], "lang": lang}
-    return _per_metric(doc, JUDGE_METRICS, item)
-
-
-def judge_process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _judge_items(doc, results, "zh")
-
-
-def judge_process_results_en(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _judge_items(doc, results, "en")
+judge_process_results = _collecting(JUDGE_METRICS, "zh", "image")
+judge_process_results_en = _collecting(JUDGE_METRICS, "en", "image")
 
 
 def _client() -> LLMClient:
@@ -168,7 +243,7 @@ def _judge(inputs: tuple[JudgeInput, ...], lang: str) -> JudgeSummary:
 def _judge_aggregation(key: str) -> Callable[[list[dict[str, Any]]], float | int | None]:
     def aggregate(items: list[dict[str, Any]]) -> float | int | None:
         (lang,) = {item["lang"] for item in items}
-        inputs = tuple(JudgeInput(item["id"], item["caption"], Path(item["image"])) for item in items)
+        inputs = tuple(JudgeInput(item["id"], item["caption"], Path(item["image"])) for item in _successful(items))
         return getattr(_judge(inputs, lang), key)
 
     aggregate.__name__ = f"aggregate_{key}"
@@ -186,16 +261,8 @@ aggregate_judge_n_failed = _judge_aggregation("n_failed")
 TOY_METRICS = ("toy_precision", "toy_precision_macro", "avg_toy_count", "n_images", "n_extracted", "n_failed")
 
 
-def _toy_items(doc: dict[str, Any], results: Sequence[str], lang: str) -> dict[str, Any]:
-    return _per_metric(doc, TOY_METRICS, {"id": doc["id"], "caption": results[0], "lang": lang})
-
-
-def toy_process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _toy_items(doc, results, "zh")
-
-
-def toy_process_results_en(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _toy_items(doc, results, "en")
+toy_process_results = _collecting(TOY_METRICS, "zh")
+toy_process_results_en = _collecting(TOY_METRICS, "en")
 
 
 @lru_cache(maxsize=8)
@@ -218,7 +285,7 @@ def _toy_aggregation(key: str) -> Callable[[list[dict[str, Any]]], float | int |
         if extractor not in EXTRACTORS:
             raise ValueError(f"${ENV_TOY_EXTRACTOR}={extractor!r}: expected one of {', '.join(EXTRACTORS)}")
         (lang,) = {item["lang"] for item in items}
-        captions = tuple((item["id"], item["caption"]) for item in items)
+        captions = tuple((item["id"], item["caption"]) for item in _successful(items))
         return _toy_precision(captions, lang, extractor).metrics()[key]
 
     aggregate.__name__ = f"aggregate_{key}"
@@ -241,25 +308,10 @@ BALANCED_METRICS = ("balanced_precision", "balanced_recall", "linguistic", "b_ca
 UTILITY_METRICS = ("utility", "utility_micro", "n_images", "n_questions", "n_failed", "n_unparsed")
 
 
-def _sibling_items(doc: dict[str, Any], results: Sequence[str], metrics: Sequence[str], lang: str) -> dict[str, Any]:
-    item = {"id": doc["id"], "caption": results[0], "reference": doc["caption"], "image": doc["image_path"]}
-    return _per_metric(doc, metrics, {**item, "lang": lang})
-
-
-def balanced_process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _sibling_items(doc, results, BALANCED_METRICS, "zh")
-
-
-def balanced_process_results_en(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _sibling_items(doc, results, BALANCED_METRICS, "en")
-
-
-def utility_process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _sibling_items(doc, results, UTILITY_METRICS, "zh")
-
-
-def utility_process_results_en(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    return _sibling_items(doc, results, UTILITY_METRICS, "en")
+balanced_process_results = _collecting(BALANCED_METRICS, "zh", "image", "reference")
+balanced_process_results_en = _collecting(BALANCED_METRICS, "en", "image", "reference")
+utility_process_results = _collecting(UTILITY_METRICS, "zh")
+utility_process_results_en = _collecting(UTILITY_METRICS, "en")
 
 
 @lru_cache(maxsize=8)
@@ -284,10 +336,11 @@ def _utility(captions: tuple[tuple[str, str], ...], lang: str) -> UtilityResult:
 def _sibling_aggregation(key: str, kind: str) -> Callable[[list[dict[str, Any]]], float | int | None]:
     def aggregate(items: list[dict[str, Any]]) -> float | int | None:
         (lang,) = {item["lang"] for item in items}
+        ok = _successful(items)
         if kind == "balanced":
-            rows = tuple((i["id"], i["caption"], i["reference"], i["image"]) for i in items)
+            rows = tuple((i["id"], i["caption"], i["reference"], i["image"]) for i in ok)
             return _balanced(rows, lang).metrics()[key]
-        return _utility(tuple((i["id"], i["caption"]) for i in items), lang).metrics()[key]
+        return _utility(tuple((i["id"], i["caption"]) for i in ok), lang).metrics()[key]
 
     aggregate.__name__ = f"aggregate_{kind}_{key}"
     return aggregate
