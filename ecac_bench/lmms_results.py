@@ -27,7 +27,9 @@ class RunCheckError(RuntimeError):
 def newest_results_file(run_dir: Path, newer_than: float | None = None) -> Path | None:
     """The most recently written ``*_results.json`` under ``run_dir`` (modified after ``newer_than``, an epoch)."""
     candidates = [
-        p for p in run_dir.rglob("*_results.json") if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
+        p
+        for p in run_dir.rglob("*_results.json")
+        if p.is_file() and (newer_than is None or p.stat().st_mtime > newer_than)
     ]
     return max(candidates, key=lambda p: (p.stat().st_mtime, p.name), default=None)
 

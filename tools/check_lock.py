@@ -37,7 +37,9 @@ def read_pins(text: str) -> dict[str, str]:
 
 
 def lock_problems(pins: dict[str, str]) -> list[str]:
-    problems = [f"{name}=={version}: a CUDA package in the CPU lock" for name, version in pins.items() if FORBIDDEN.match(name)]
+    problems = [
+        f"{name}=={version}: a CUDA package in the CPU lock" for name, version in pins.items() if FORBIDDEN.match(name)
+    ]
     for name, version in REQUIRED_PINS.items():
         if pins.get(name) != version:
             problems.append(f"{name}: expected =={version}, lock has {pins.get(name, 'nothing')}")
