@@ -115,7 +115,7 @@ while [[ $# -gt 0 ]]; do
     --linguistic-band) need "$@"; LINGUISTIC_BAND="$2"; shift 2 ;;
     --utility-questions) need "$@"; UTILITY_QUESTIONS="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,46p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
