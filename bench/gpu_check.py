@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -253,7 +254,7 @@ class Check:
         """Run one case and record its row, whatever happens (a case never stops the check)."""
         start = time.perf_counter()
         row: dict[str, Any] = {"case": name}
-        if self.deadline - start < min(cap_s, 30.0):
+        if self.deadline - start < cap_s / 2:
             self.results.add({**row, "status": "skipped: out of time", "wall_s": 0.0})
             return
         try:
@@ -264,13 +265,16 @@ class Check:
         except Exception as error:
             traceback.print_exc()
             row["status"] = f"error: {type(error).__name__}: {str(error)[:300]}"
+        except BaseException:  # killed (the wrapper's timeout): record the case, then stop
+            row["status"] = "killed"
+            raise
         finally:
             gc.collect()
             if self.cuda:
                 row["peak_gib_case"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
                 torch.cuda.empty_cache()
-        row["wall_s"] = round(time.perf_counter() - start, 1)
-        self.results.add(row)
+            row["wall_s"] = round(time.perf_counter() - start, 1)
+            self.results.add(row)
 
     def steps_case(self, precision: str, budget: str, photo: str) -> None:
         """One SFT step (4 photos, drawn from a pre-filled buffer) then one GRPO step (1 photo x G = 4)."""
@@ -345,7 +349,8 @@ class Check:
                 return {"status": "error: no checkpoint was saved"}
             start = time.perf_counter()
             dtype = torch.bfloat16 if self.cuda else torch.float32
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype).to(self.scale.device)
+            device = self.scale.device
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype, device_map=device)
             AutoProcessor.from_pretrained(checkpoint)
             load_s = time.perf_counter() - start
             weights_sum = float(sum(p.float().sum() for p in model.parameters()))
@@ -423,6 +428,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(124)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="results folder (gpu_check.jsonl, gpu_check.md)")
@@ -433,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = DRY if args.dry_run else REAL
     if scale.device == "cuda" and not torch.cuda.is_available():
         parser.exit(2, "gpu_check: no CUDA GPU visible (use --dry-run on CPU)\n")
+    signal.signal(signal.SIGTERM, _terminate)  # the wrapper's timeout: still write the row and the table
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
     results = Results(args.out)

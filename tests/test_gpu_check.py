@@ -129,3 +129,21 @@ def test_wheel_list_and_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         [sys.executable, str(REPO / "bench" / "gpu_wheels.py"), "select", str(tmp_path)], capture_output=True, text=True
     )
     assert two.returncode == 2 and "two wheels of trl" in two.stderr
+
+
+def test_a_case_past_its_cap_stops_after_the_current_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)
+    spec.loader.exec_module(gpu_check)
+    trainer = SimpleNamespace(rsrs_modes=["sft"], zero_reward_buffer=[])
+    meter = gpu_check.StepMeter(trainer, cap_s=0.0, cuda=False)
+    control = TrainerControl()
+    meter.on_step_begin(None, None, control)
+    meter.on_step_end(None, None, control)
+    assert control.should_training_stop and meter.timed_out
+    assert meter.steps[0]["kind"] == "sft" and meter.steps[0]["time_s"] >= 0

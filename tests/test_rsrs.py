@@ -219,10 +219,14 @@ def test_sft_loss_is_the_nll_of_the_caption_tokens_only(tiny_qwen: Path, tmp_pat
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this test does not run
     loss = trainer.compute_loss(trainer.model, inputs)
-    logits = trainer.model(**{k: v for k, v in inputs.items() if k not in ("rsrs_sft", "labels")}).logits
+    plain = {k: v for k, v in inputs.items() if k not in ("rsrs_sft", "labels", "logits_to_keep")}
+    logits = trainer.model(**plain).logits
     shifted = labels[1:]
     expected = torch.nn.functional.cross_entropy(logits[0, :-1][shifted != -100], shifted[shifted != -100])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # ... and it is the model's own causal-LM loss on these labels, computed from the caption's logits only.
+    full = {k: v for k, v in inputs.items() if k not in ("rsrs_sft", "logits_to_keep")}
+    assert loss.item() == pytest.approx(trainer.model(**full).loss.item(), rel=1e-5)
 
 
 def test_warmup_sft_trains_on_caption_tokens_only(tiny_qwen: Path, tmp_path: Path) -> None:
