@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,12 +21,12 @@ from pathlib import Path
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: trainers/ is not installed
-
 from ecac_bench import load_dataset
-from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl
+from ecac_bench.protocol import PIXEL_BUDGET, PixelBudget
+from ecac_bench.testing.tiny_qwen import TINY_PIXELS, build_tiny_qwen2_5_vl
 from trainers.data import grpo_dataset, load_model_and_processor
-from trainers.rsrs import RSRSConfig, RSRSTrainer, ecac_reward
+from trainers.rewards import ToyReward
+from trainers.rsrs import RSRSConfig, RSRSTrainer
 
 
 class StepTimer(TrainerCallback):
@@ -45,15 +44,15 @@ class StepTimer(TrainerCallback):
 
 
 def run(cls, model_dir: Path, out: Path, args: argparse.Namespace, switch: bool) -> tuple[list[float], list[str]]:
-    model, processor = load_model_and_processor(str(model_dir))
+    budget = PixelBudget(**TINY_PIXELS) if args.model is None else PixelBudget(args.min_pixels, args.max_pixels)
+    model, processor = load_model_and_processor(str(model_dir), budget)
     config = RSRSConfig(
         output_dir=str(out),
         use_cpu=args.device == "cpu",
         bf16=args.device != "cpu",
-        per_device_train_batch_size=4,
         max_completion_length=args.completion_length,
         generation_kwargs={"min_new_tokens": args.completion_length},
-        max_steps=args.steps * 2,  # num_iterations=2: two optimizer steps per RSRS step
+        max_steps=args.steps,  # one optimizer step per RSRS step (the default layout: 1 image x G = 4)
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -64,7 +63,7 @@ def run(cls, model_dir: Path, out: Path, args: argparse.Namespace, switch: bool)
     trainer = cls(
         model=model,
         processing_class=processor,
-        reward_funcs=ecac_reward,
+        reward_funcs=ToyReward(),
         args=config,
         train_dataset=grpo_dataset(load_dataset(split="train")),
     )
@@ -72,9 +71,7 @@ def run(cls, model_dir: Path, out: Path, args: argparse.Namespace, switch: bool)
     trainer.add_callback(timer)
     trainer.train()
     modes = getattr(trainer, "rsrs_modes", ["grpo"] * args.steps)
-    # Time of an RSRS step = its two optimizer steps (generation happens in the first).
-    per_step = [timer.times[2 * i] + timer.times[2 * i + 1] for i in range(args.steps)]
-    return per_step[1:], modes[1:]  # the first step pays one-off warm-up costs
+    return timer.times[1:], modes[1:]  # the first step pays one-off warm-up costs
 
 
 def median_of(times: list[float], modes: list[str], mode: str) -> float | None:
@@ -89,6 +86,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the three runs, interleaved")
     parser.add_argument("--completion-length", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--min-pixels", type=int, default=PIXEL_BUDGET.min_pixels, help="pixel budget with --model")
+    parser.add_argument("--max-pixels", type=int, default=PIXEL_BUDGET.max_pixels)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     variants = {

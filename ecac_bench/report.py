@@ -68,6 +68,25 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_bytes_atomic(path, data + b"\n")
 
 
+def replace_dir(staging: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``staging`` at ``target`` by renaming (same file system): readers see the old folder,
+    then for an instant none, then the new one, never a half-written one. An old ``target`` is moved aside first
+    and deleted after the swap; an empty one (e.g. made by ``mkdtemp``) is simply replaced."""
+    import shutil
+
+    staging, target = Path(staging), Path(target)
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as fh:

@@ -1,8 +1,9 @@
 """One process of tests/test_rsrs_distributed.py, started by torchrun: RSRS on 2 CPU processes (gloo).
 
-Each image's G = 4 captions are split over the two processes (2 each). For informative images only the caption at
-group position 3, on process 1, names a toy, so process 0 alone would see all-zero rewards: the buffer must be
-filled from the gathered rewards for both processes to agree. Writes ``<out>/rank<R>.json``.
+The step layout is derived from the process count (2 processes: 2 rollouts each, one image's G = 4 per step). For
+informative images only the caption at group position 3, on process 1, names a toy, so process 0 alone would see
+all-zero rewards: the buffer must be filled from the gathered rewards for both processes to agree. Writes
+``<out>/rank<R>.json``.
 
     torchrun --nproc_per_node 2 tests/rsrs_dist_worker.py MODEL_DIR OUT_DIR
 """
@@ -14,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from rsrs_helpers import ScriptedRollout, tagged_dataset, train_records
+from rsrs_helpers import ScriptedRollout, tagged_dataset, tiny_model_and_processor, train_records
 
-from trainers.data import load_model_and_processor
-from trainers.rsrs import RSRSConfig, RSRSTrainer, ecac_reward
+from trainers.rewards import ToyReward
+from trainers.rsrs import RSRSConfig, RSRSTrainer
 
 
 def main() -> None:
@@ -30,9 +31,8 @@ def main() -> None:
         output_dir=str(out_dir / "trainer"),
         use_cpu=True,
         bf16=False,
-        per_device_train_batch_size=2,  # 2 processes x 2 = one image's G = 4 captions per step
         max_completion_length=16,
-        max_steps=6 * 2,  # 6 RSRS steps x num_iterations 2
+        max_steps=6,  # 6 RSRS steps, one update each
         learning_rate=1e-3,
         logging_steps=1,
         report_to="none",
@@ -41,24 +41,29 @@ def main() -> None:
         seed=0,
         rsrs_sft_batch_size=2,
     )
-    model, processor = load_model_and_processor(str(model_dir))
+    model, processor = tiny_model_and_processor(model_dir)
     trainer = RSRSTrainer(
         model=model,
         processing_class=processor,
-        reward_funcs=ecac_reward,
+        reward_funcs=ToyReward(),
         args=config,
         train_dataset=tagged_dataset(records),
         rollout_func=rollout,
     )
+    sft_shares: list[list[str]] = []
+    build = trainer.sft_inputs
+    trainer.sft_inputs = lambda rows: sft_shares.append([r["id"] for r in rows]) or build(rows)
     trainer.train()
     rank = trainer.accelerator.process_index
     result = {
         "world_size": trainer.accelerator.num_processes,
         "backend": str(trainer.accelerator.state.backend),
+        "per_device": config.per_device_train_batch_size,
         "modes": trainer.rsrs_modes,
         "seen": rollout.seen,
-        "buffer": len(trainer.zero_reward_buffer),
-        "deferred": [list(batch) for batch in trainer.deferred_batches],
+        "buffer": trainer.zero_reward_buffer.state_dict(),
+        "deferred": [list(batch) for batch in trainer.pending_batches],
+        "sft_shares": sft_shares,
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
 

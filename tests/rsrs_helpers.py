@@ -14,10 +14,17 @@ import datasets
 import torch
 
 from ecac_bench import load_dataset
-from trainers.data import grpo_dataset
+from ecac_bench.protocol import PixelBudget
+from ecac_bench.testing.tiny_qwen import TINY_PIXELS
+from trainers.data import grpo_dataset, load_model_and_processor
 
 _TAG = re.compile(r"^\[([^\]]+)\] ")
 NEUTRAL_CAPTION = "孩子们在认真地活动。"  # names none of the sample toys
+TINY_BUDGET = PixelBudget(**TINY_PIXELS)  # 4..16 image tokens: the protocol's budget would make CPU tests slow
+
+
+def tiny_model_and_processor(path: Any):
+    return load_model_and_processor(str(path), TINY_BUDGET)
 
 
 def train_records(n: int) -> list:

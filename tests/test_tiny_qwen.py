@@ -80,3 +80,55 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     main([str(tmp_path / "cli"), "--hidden-size", "64", "--num-heads", "2"])
     assert capsys.readouterr().out.strip() == str(tmp_path / "cli")
     assert transformers.AutoConfig.from_pretrained(tmp_path / "cli").text_config.hidden_size == 64
+
+
+def test_an_interrupted_build_leaves_nothing_that_looks_usable(tmp_path: Path, monkeypatch) -> None:
+    """A build killed half-way (here: the processor fails to save) leaves no folder at the destination and no
+    staging folder; a partial folder left by an older build is replaced, not reused."""
+    import ecac_bench.testing.tiny_qwen as tiny_qwen
+
+    target = tmp_path / "base"
+
+    def boom(self, *args, **kwargs):
+        raise KeyboardInterrupt  # what a kill looks like to the build
+
+    monkeypatch.setattr(transformers.ProcessorMixin, "save_pretrained", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_tiny_qwen2_5_vl(target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    target.mkdir()
+    (target / "config.json").write_text("{}")  # what the old, non-atomic build left when killed
+    assert not tiny_qwen.is_complete(target)
+    main([str(target), "--reuse"])
+    assert tiny_qwen.is_complete(target)
+    transformers.AutoProcessor.from_pretrained(target)  # the processor files are there now
+    stamp = (target / tiny_qwen.COMPLETE_MARKER).stat().st_mtime_ns
+    main([str(target), "--reuse"])  # complete: kept as it is
+    assert (target / tiny_qwen.COMPLETE_MARKER).stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+
+
+def test_qwen2_5_vl_3b_shape_is_the_real_config() -> None:
+    """Every shape value reaches transformers' Qwen2_5_VLConfig (unknown keys would be dropped silently), and the
+    model has Qwen2.5-VL-3B-Instruct's 3.75 B parameters (counted on the meta device: no memory used)."""
+    from dataclasses import asdict
+
+    from ecac_bench.testing.tiny_qwen import QWEN2_5_VL_3B, build_config, build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = build_config(QWEN2_5_VL_3B, tokenizer)
+    text, vision = config.text_config, config.vision_config
+    for key, value in asdict(QWEN2_5_VL_3B).items():
+        if key in ("mrope_section", "rope_theta", "tie_word_embeddings", "sliding_window"):
+            continue
+        owner, name = (vision, key.removeprefix("vision_")) if key.startswith("vision_") else (text, key)
+        got = getattr(owner, name)
+        got, value = (list(got), list(value)) if isinstance(value, tuple) else (got, value)
+        assert got == value, key
+    assert text.rope_parameters["mrope_section"] == [16, 24, 24] and text.rope_parameters["rope_theta"] == 1e6
+    assert config.tie_word_embeddings and vision.out_hidden_size == text.hidden_size == 2048
+    assert (text.hidden_size // text.num_attention_heads, vision.hidden_size // vision.num_heads) == (128, 80)
+    model = build_model(QWEN2_5_VL_3B, tokenizer, device="meta", dtype=torch.bfloat16)
+    assert sum(p.numel() for p in model.parameters()) == 3_754_622_976

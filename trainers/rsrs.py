@@ -1,25 +1,34 @@
 """RSRS: GRPO with reward-conditional switching to SFT (Algorithm 1 of the KinderMM-Cap paper), on TRL.
 
-Each RSRS step is one TRL generation cycle (``steps_per_generation x num_iterations`` micro-steps):
+Each RSRS step is one of two kinds, decided at its start on the zero-reward buffer (identically on every process):
 
-* if the zero-reward buffer holds fewer than ``rsrs_sft_batch_size`` samples: TRL samples a batch, generates G
-  captions per image and rewards them with R(C) (``ecac_bench.toy_reward``); every image whose G rewards are all
-  zero goes into the buffer; TRL takes its GRPO step (no KL term, clipped ratio);
-* otherwise a batch is popped from the buffer and the same micro-step slots take an SFT step on its reference
-  captions (NLL on the caption tokens only). The prompt batch the sampler delivered for that step is deferred
-  (FIFO) to the next GRPO step, not dropped.
+* **GRPO** (the buffer holds fewer than ``rsrs_sft_batch_size`` images): TRL generates G captions for each image of
+  the oldest sampled prompt batch, rewards them (``trainers.rewards``), and takes its clipped-ratio GRPO update
+  (no KL term, no reference model); every image whose G rewards are all zero goes into the buffer. The step is TRL's
+  generation cycle: ``steps_per_generation x num_iterations`` micro-steps (default 1 x 1, one optimizer update).
+* **SFT**: "Sample (I,p,g) ~ Buffer; Buffer Pop": ``rsrs_sft_batch_size`` images drawn from the buffer (seeded
+  random draw, or FIFO) and exactly one optimizer update (``gradient_accumulation_steps`` micro-steps) on the NLL of
+  their reference captions, whatever ``num_iterations`` is.
 
-Only three GRPOTrainer seams are overridden: ``_prepare_inputs`` (choose the step mode, defer, build SFT
-batches), ``_calculate_rewards`` / ``_generate_and_score_completions`` (watch the rewards to fill the buffer and
-log rollout TTS) and ``compute_loss`` (NLL for SFT batches). Sampling, generation (transformers or vLLM),
-advantages, the clipped loss, the optimizer, schedulers, DeepSpeed and checkpointing are TRL's and transformers'.
+The sampler delivers a new prompt batch once per generation cycle; delivered batches queue, and each GRPO step
+trains the oldest, so a batch delivered during an SFT step waits for the next GRPO step: GRPO sees exactly the
+sampler's order, as in Algorithm 1 where only GRPO steps sample. The step size follows one rule of the process
+count (``trainers.layout``): the paper's 1 image x G = 4 rollouts per step and SFT batch 4 on 4 processes.
+
+RSRSTrainer overrides a few GRPOTrainer internals; every private TRL/transformers name it touches is listed in
+``TRL_PRIVATE_NAMES`` and checked against the pinned TRL by ``tests/test_rsrs.py``. Sampling, generation
+(transformers or vLLM), advantages, the clipped loss, the optimizer, schedulers, DeepSpeed and checkpointing are
+TRL's and transformers'.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -30,47 +39,69 @@ from trl import GRPOConfig, GRPOTrainer, TrlParser
 from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 from trl.trainer.utils import pad
 
-from ecac_bench import aggregate_scores, score_image, toy_reward
-from ecac_bench.metrics import toy_from_mapping
-from trainers.data import DataArguments, grpo_dataset, load_model_and_processor, load_train_records, train_and_save
+from ecac_bench.protocol import DECODING
+from ecac_bench.report import write_json_atomic
+from trainers.buffer import SAMPLING, ZeroRewardBuffer
+from trainers.data import (
+    HybridDataArguments,
+    grpo_dataset,
+    load_model_and_processor,
+    load_train_records,
+    rollout_decoding,
+    run_record,
+    train_and_save,
+    write_run_record,
+)
+from trainers.hardware import HardwareError, check_gpus, precision_of
+from trainers.layout import StepLayout, step_layout
+from trainers.rewards import RewardArguments, build_reward_funcs
 
 # The TRL release whose GRPOTrainer internals this subclass is written against (tests/test_rsrs.py pins it).
 TRL_VERSION = "1.16.0"
-SEAMS = ("_prepare_inputs", "_generate_and_score_completions", "_calculate_rewards", "compute_loss")
+# Every private name of GRPOTrainer / transformers.Trainer that RSRSTrainer overrides, calls or reads. The pin test
+# checks that each exists in the pinned TRL and that the list is complete (no other private inherited name is used).
+TRL_PRIVATE_NAMES = (
+    # overridden
+    "_prepare_inputs",  # start each RSRS step: choose its kind, queue sampled batches, build SFT batches
+    "_calculate_rewards",  # keep the rewards of all processes (TRL gathers them) for the buffer
+    "_generate_and_score_completions",  # after TRL's own: push all-zero groups into the buffer
+    "_save_checkpoint",  # the buffer and the queued prompt batches are saved with each checkpoint ...
+    "_load_optimizer_and_scheduler",  # ... and restored on resume
+    "_tag_names",  # model card tags
+    "_name",  # model card trainer name
+    # called
+    "_get_output_dir",  # the checkpoint folder of _save_checkpoint
+    # read or reset
+    "_buffered_inputs",  # the micro-batches of the current step (TRL's generation cycle)
+    "_metrics",  # TRL's per-step metric lists, averaged and logged by GRPOTrainer.log
+    "_tokenizer",  # the processor's tokenizer (SFT batches)
+)
+RSRS_STATE = "rsrs_state.json"  # in each checkpoint, written before Trainer's trainer_state.json (its completion mark)
 
 
-def completion_text(completion: str | list[dict[str, Any]]) -> str:
-    """The caption text of a TRL completion (plain string, or a conversational assistant turn)."""
-    if isinstance(completion, str):
-        return completion
-    parts = []
-    for message in completion:
-        content = message["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(block["text"] for block in content if block.get("type") == "text")
-    return "".join(parts)
-
-
-def ecac_reward(completions: list, toys: list[list[dict[str, Any]]], **_: Any) -> list[float]:
-    """TRL reward function: R(C) of each completion against its image's toys, computed by ecac_bench.toy_reward.
-
-    ``toys`` is the dataset column of that name, which TRL passes to reward functions as a keyword argument.
-    """
-    return [toy_reward(image_toys, completion_text(c)) for c, image_toys in zip(completions, toys, strict=True)]
+def launch_world_size() -> int:
+    """The process count the launcher (accelerate, torchrun, DeepSpeed) announces, before devices are set up."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @dataclass
 class RSRSConfig(GRPOConfig):
-    """GRPOConfig plus the RSRS switch; defaults follow the paper (G = 4, no KL, no reference model).
+    """GRPOConfig plus the RSRS switch; defaults follow the paper (G = 4, 1 image per step on 4 processes, no KL, no
+    reference model, one update per step) and ``ecac_bench.protocol.DECODING`` for the rollouts' length and top-p
+    (sampled at ``temperature``: GRPO needs G different captions; no repetition penalty, stated explicitly so that
+    the checkpoint's generation_config does not choose one)."""
 
-    The clipped ratio only acts when the policy that is optimised differs from the one that sampled. With TRL's
-    ``num_iterations=1`` and ``steps_per_generation == gradient_accumulation_steps`` the old log-probs equal the
-    new ones and the clip never bites, so the default here is ``num_iterations=2``: each generated batch is
-    optimised twice and the second update is clipped against the first (PPO-style).
-    """
-
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Rollouts per process per step. None: derived from the process count (trainers/layout.py: the "
+            "paper's 1 image x G = 4 on 4 processes). Setting it takes TRL's own batch arithmetic."
+        },
+    )
+    rsrs_images_per_step: int = field(
+        default=1,
+        metadata={"help": "Images per GRPO step (at least; raised until every process gets a rollout). Paper: 1."},
+    )
     rsrs_switch: bool = field(
         default=True,
         metadata={"help": "Switch to an SFT step when the zero-reward buffer is full enough. False: plain GRPO."},
@@ -78,8 +109,8 @@ class RSRSConfig(GRPOConfig):
     rsrs_sft_batch_size: int | None = field(
         default=None,
         metadata={
-            "help": "Images per SFT step (all processes together); an SFT step is taken as soon as the zero-reward "
-            "buffer holds this many. None: the number of images per GRPO step (generation_batch_size / G)."
+            "help": "Images per SFT step (all processes together), taken as soon as the zero-reward buffer holds "
+            "this many. None: the training batch, i.e. the rollouts of one GRPO step (paper: 4)."
         },
     )
     rsrs_buffer_size: int | None = field(
@@ -89,55 +120,95 @@ class RSRSConfig(GRPOConfig):
             "rsrs/buffer_evicted). None: unbounded (the buffer never holds more than sft batch + images per step)."
         },
     )
+    rsrs_buffer_sampling: str = field(
+        default="random",
+        metadata={"help": "How an SFT batch is taken from the buffer: random (seeded draw, Algorithm 1) or fifo."},
+    )
     num_generations: int | None = field(default=4, metadata={"help": "G, captions sampled per image (paper: 4)."})
     num_iterations: int = field(
-        default=2, metadata={"help": "Updates per generated batch; > 1 makes the clipped ratio act."}
+        default=1,
+        metadata={"help": "GRPO updates per generated batch (TRL's default 1); an SFT step is always one update."},
     )
     beta: float = field(default=0.0, metadata={"help": "KL coefficient; the paper uses no KL term (0)."})
     loss_type: str = field(
         default="grpo", metadata={"help": "GRPO's per-sequence mean of the clipped surrogate (DeepSeekMath)."}
     )
+    max_completion_length: int | None = field(
+        default=DECODING.max_new_tokens, metadata={"help": "Rollout length cap (the protocol's max_new_tokens)."}
+    )
+    repetition_penalty: float = field(
+        default=1.0,
+        metadata={
+            "help": "Rollout repetition penalty (1.0: none; evaluation keeps the checkpoint's, protocol.DECODING)."
+        },
+    )
+    top_p: float = field(default=DECODING.top_p, metadata={"help": "Rollout nucleus sampling (the protocol's)."})
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.rsrs_sft_batch_size is not None and self.rsrs_sft_batch_size < 1:
+        self.rsrs_layout: StepLayout | None = None
+        if self.per_device_train_batch_size is None:
+            if self.gradient_accumulation_steps != 1 or self.steps_per_generation not in (None, 1):
+                raise ValueError(
+                    "the derived step layout takes one micro-step per step: set per_device_train_batch_size to use "
+                    "gradient_accumulation_steps or steps_per_generation"
+                )
+            if self.generation_batch_size is not None:
+                raise ValueError("generation_batch_size needs per_device_train_batch_size (TRL's batch arithmetic)")
+            self.rsrs_layout = step_layout(launch_world_size(), self.num_generations or 4, self.rsrs_images_per_step)
+            self.per_device_train_batch_size = self.rsrs_layout.per_device_batch
+        try:
+            super().__post_init__()
+        finally:  # a layout derived for another process count also trips GRPOConfig's checks: say why first
+            derived = self.rsrs_layout is not None and self.distributed_state is not None
+            if derived and self.world_size != self.rsrs_layout.num_processes:
+                raise ValueError(
+                    f"the step layout was derived for WORLD_SIZE={self.rsrs_layout.num_processes} processes but the "
+                    f"run has {self.world_size}: set per_device_train_batch_size explicitly"
+                )
+        if self.rsrs_sft_batch_size is None:
+            self.rsrs_sft_batch_size = self.generation_batch_size  # the rollouts of one step: the training batch
+        if self.rsrs_sft_batch_size < 1:
             raise ValueError(f"rsrs_sft_batch_size must be >= 1, got {self.rsrs_sft_batch_size}")
-        if self.rsrs_buffer_size is not None and self.rsrs_buffer_size < (self.rsrs_sft_batch_size or 1):
+        if self.rsrs_buffer_size is not None and self.rsrs_buffer_size < self.rsrs_sft_batch_size:
             raise ValueError(
                 f"rsrs_buffer_size ({self.rsrs_buffer_size}) must be >= rsrs_sft_batch_size "
                 f"({self.rsrs_sft_batch_size}), or the buffer could never trigger an SFT step"
             )
+        if self.rsrs_buffer_sampling not in SAMPLING:
+            raise ValueError(f"rsrs_buffer_sampling must be one of {SAMPLING}, got {self.rsrs_buffer_sampling!r}")
+        shards = self.world_size * self.gradient_accumulation_steps
+        if self.rsrs_switch and self.rsrs_sft_batch_size % shards:
+            raise ValueError(
+                f"rsrs_sft_batch_size ({self.rsrs_sft_batch_size}) must be a multiple of processes x "
+                f"gradient_accumulation_steps ({shards}): an SFT step is one update with an equal share per process"
+            )
+        if self.rsrs_switch and (self.steps_per_generation * self.num_iterations) % self.gradient_accumulation_steps:
+            raise ValueError("steps_per_generation x num_iterations must be a multiple of gradient_accumulation_steps")
 
-
-class ZeroRewardBuffer:
-    """FIFO of the ids of images whose G sampled captions all scored zero. Identical on every process."""
-
-    def __init__(self, capacity: int | None = None) -> None:
-        self.capacity = capacity
-        self.evicted = 0
-        self.ids: deque[str] = deque()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def push(self, ids: list[str]) -> None:
-        for image_id in ids:
-            if self.capacity is not None and len(self.ids) == self.capacity:
-                self.ids.popleft()
-                self.evicted += 1
-            self.ids.append(image_id)
-
-    def pop(self, n: int) -> list[str]:
-        if n > len(self.ids):
-            raise ValueError(f"cannot pop {n} ids from a buffer of {len(self.ids)}")
-        return [self.ids.popleft() for _ in range(n)]
+    def step_record(self) -> dict[str, Any]:
+        """How big a step is (recorded in the run's ecac_run.json)."""
+        g = self.num_generations
+        return {
+            "rule": "derived (trainers/layout.py)" if self.rsrs_layout else "per_device_train_batch_size given",
+            "num_processes": self.world_size,
+            "num_generations": g,
+            "images_per_step": self.generation_batch_size // g,
+            "rollouts_per_step": self.generation_batch_size,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "steps_per_generation": self.steps_per_generation,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "num_iterations": self.num_iterations,
+            "rsrs_switch": self.rsrs_switch,
+            "rsrs_sft_batch_size": self.rsrs_sft_batch_size,
+            "rsrs_buffer_sampling": self.rsrs_buffer_sampling,
+        }
 
 
 class RSRSTrainer(GRPOTrainer):
     """GRPOTrainer that swaps a GRPO step for an SFT step on the zero-reward buffer (see the module docstring).
 
-    Pass ``reward_funcs=ecac_reward`` and a dataset from ``trainers.data.grpo_dataset`` (columns prompt, image,
-    caption, toys).
+    Pass ``reward_funcs=ToyReward()`` (or several rewards) and a dataset from ``trainers.data.grpo_dataset``
+    (columns id, prompt, image, caption, toys).
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "grpo", "rsrs", "ecac"]
@@ -145,27 +216,21 @@ class RSRSTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        args_: RSRSConfig = self.args
-        images_per_step = args_.generation_batch_size // self.num_generations
-        self.rsrs_sft_batch_size = args_.rsrs_sft_batch_size or images_per_step
-        # Each process takes an equal share of an SFT batch, split over the cycle's steps_per_generation micro-steps.
-        shards = self.accelerator.num_processes * args_.steps_per_generation
-        if self.rsrs_sft_batch_size % shards:
-            raise ValueError(
-                f"rsrs_sft_batch_size ({self.rsrs_sft_batch_size}) must be a multiple of num_processes x "
-                f"steps_per_generation ({shards})"
-            )
-        # The buffer and the deferred batches hold row ids, not rows (whose decoded images would pile up in memory
-        # and checkpoints); rows are read back from the dataset when they are trained on.
-        self._row_index = self._index_rows(self.train_dataset) if args_.rsrs_switch else {}
-        self.zero_reward_buffer = ZeroRewardBuffer(args_.rsrs_buffer_size)
-        self.deferred_batches: deque[list[str]] = deque()  # this process's row ids of each deferred batch
+        config: RSRSConfig = self.args
+        self.rsrs_sft_batch_size: int = config.rsrs_sft_batch_size  # type: ignore[assignment]
+        # The buffer and the queued batches hold row ids, not rows (whose decoded images would pile up in memory and
+        # checkpoints); rows are read back from the dataset when they are trained on.
+        self.rsrs_row_index = self.index_rows(self.train_dataset) if config.rsrs_switch else {}
+        self.zero_reward_buffer = ZeroRewardBuffer(config.rsrs_buffer_size, config.rsrs_buffer_sampling, config.seed)
+        self.pending_batches: deque[list[str]] = deque()  # this process's row ids of sampled, untrained batches
         self.rsrs_modes: list[str] = []  # one entry per RSRS step, "grpo" or "sft" (read by tests and callbacks)
-        self._rollout_rewards: torch.Tensor | None = None
-        self._rollout_texts: list[str] = []
+        self.rsrs_fetches = 0  # training batches the dataloader delivered: the sampler's phase
+        self.rsrs_step_start = 0  # fetch at which the current RSRS step started ...
+        self.rsrs_step_end = 0  # ... and the one at which the next starts
+        self.rsrs_rollout_rewards: torch.Tensor | None = None
 
     @staticmethod
-    def _index_rows(dataset: Any) -> dict[str, int]:
+    def index_rows(dataset: Any) -> dict[str, int]:
         if not isinstance(dataset, Dataset) or "id" not in dataset.column_names:
             raise ValueError(
                 "RSRS needs a map-style train_dataset with a unique 'id' column (trainers.data.grpo_dataset makes one)"
@@ -175,12 +240,12 @@ class RSRSTrainer(GRPOTrainer):
             raise ValueError("the train_dataset 'id' column has duplicates; RSRS needs one row per id")
         return index
 
-    def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
-        return [self.train_dataset[self._row_index[image_id]] for image_id in ids]
+    def rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        return [self.train_dataset[self.rsrs_row_index[image_id]] for image_id in ids]
 
-    # -- step mode -------------------------------------------------------------------------------------------
+    # -- step kind -------------------------------------------------------------------------------------------
 
-    def _sft_step_due(self) -> bool:
+    def sft_step_due(self) -> bool:
         """Whether this step is an SFT step; a collective, so every process takes the same branch."""
         size = torch.tensor([len(self.zero_reward_buffer)], device=self.accelerator.device)
         sizes = self.accelerator.gather(size)
@@ -191,45 +256,56 @@ class RSRSTrainer(GRPOTrainer):
     def _prepare_inputs(self, generation_batch: list[dict[str, Any]]) -> dict[str, Any]:
         if not self.model.training or not self.args.rsrs_switch:
             return super()._prepare_inputs(generation_batch)
-        generate_every = self.args.steps_per_generation * self.num_iterations
-        if self._step % generate_every == 0 or self._buffered_inputs is None:  # start of an RSRS step
-            if self._sft_step_due():
-                self.deferred_batches.append([row["id"] for row in generation_batch])
-                sft_rows = self._rows(self.zero_reward_buffer.pop(self.rsrs_sft_batch_size))
-                self._buffered_inputs = self._sft_micro_batches(sft_rows)
-                self._log_step("sft")
-                return self._buffered_inputs[self._step % self.args.steps_per_generation]
-            if self.deferred_batches:  # GRPO on the oldest deferred prompts; the new batch waits its turn
-                self.deferred_batches.append([row["id"] for row in generation_batch])
-                generation_batch = self._rows(self.deferred_batches.popleft())
-        return super()._prepare_inputs(generation_batch)
+        # TRL's sampler repeats each prompt batch for a whole generation cycle, then delivers the next one.
+        if self.rsrs_fetches % (self.args.steps_per_generation * self.num_iterations) == 0:
+            self.pending_batches.append([row["id"] for row in generation_batch])
+        if self.rsrs_fetches >= self.rsrs_step_end or self._buffered_inputs is None:
+            self.start_step(generation_batch)
+        inputs = self._buffered_inputs[(self.rsrs_fetches - self.rsrs_step_start) % len(self._buffered_inputs)]
+        self.rsrs_fetches += 1
+        return inputs
 
-    def _log_step(self, mode: str) -> None:
+    def start_step(self, generation_batch: list[dict[str, Any]]) -> None:
+        """Begin an RSRS step at this fetch: fill ``_buffered_inputs`` with its micro-batches."""
+        self.rsrs_step_start = self.rsrs_fetches
+        if self.sft_step_due():
+            rows = self.rows(self.zero_reward_buffer.pop(self.rsrs_sft_batch_size))
+            self._buffered_inputs = self.sft_micro_batches(rows)
+            self.rsrs_step_end = self.rsrs_fetches + self.args.gradient_accumulation_steps
+            self.log_step("sft")
+            return
+        delivered = [row["id"] for row in generation_batch]
+        # After a resume in the middle of a generation cycle nothing may be queued: train the delivered batch.
+        ids = self.pending_batches.popleft() if self.pending_batches else delivered
+        self._buffered_inputs = None  # TRL generates and scores when it has no buffered inputs
+        super()._prepare_inputs(generation_batch if ids == delivered else self.rows(ids))
+        self.rsrs_step_end = self.rsrs_fetches + self.args.steps_per_generation * self.num_iterations
+
+    def log_step(self, mode: str) -> None:
         self.rsrs_modes.append(mode)
         metrics = self._metrics["train"]
         metrics["rsrs/sft_step"].append(float(mode == "sft"))
         metrics["rsrs/buffer_size"].append(float(len(self.zero_reward_buffer)))
         metrics["rsrs/buffer_evicted"].append(float(self.zero_reward_buffer.evicted))
-        metrics["rsrs/deferred_batches"].append(float(len(self.deferred_batches)))
+        metrics["rsrs/deferred_batches"].append(float(len(self.pending_batches)))
 
     # -- GRPO branch: watch the rewards ----------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._rollout_rewards = rewards_per_func  # gathered over processes, rows in process order
-        self._rollout_texts = [completion_text(c) for c in completions]  # this process's rows
+        self.rsrs_rollout_rewards = rewards_per_func  # gathered over processes, rows in process order
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
         if self.model.training:
-            self._after_rollouts(inputs)
+            self.after_rollouts(inputs)
         return output
 
-    def _after_rollouts(self, inputs: list[dict[str, Any]]) -> None:
-        """Push all-zero groups to the buffer and log the zero-group fraction and TTS of the rollouts."""
+    def after_rollouts(self, inputs: list[dict[str, Any]]) -> None:
+        """Push all-zero groups to the buffer and log the zero-group fraction."""
         g = self.num_generations
-        rewards_per_func = self._rollout_rewards
+        rewards_per_func = self.rsrs_rollout_rewards
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights).nansum(dim=1)
         scorable = ~torch.isnan(rewards_per_func).all(dim=1)
@@ -242,30 +318,19 @@ class RSRSTrainer(GRPOTrainer):
             heads = [(i, row) for i, row in enumerate(inputs) if (offset + i) % g == 0]
             local = [row["id"] for i, row in heads if zero_group[(offset + i) // g]]
             self.zero_reward_buffer.push(gather_object(local))
-
-        metrics = self._metrics["train"]
-        metrics["rsrs/zero_reward_group_frac"].append(zero_group.float().mean().item())
-        metrics["rsrs/reward_mean"].append(torch.nanmean(rewards[scorable]).item() if scorable.any() else 0.0)
-        # TTS of the rollouts, each sampled caption scored on its own as an evaluation would score it.
-        scores = [
-            score_image([toy_from_mapping(t) for t in row["toys"]], text)
-            for row, text in zip(inputs, self._rollout_texts, strict=True)
-        ]
-        tts = aggregate_scores(gather_object(scores))["tts"]
-        if tts is not None:  # None when no rollout image has a toy
-            metrics["rsrs/rollout_tts"].append(tts)
-        self._log_step("grpo")
+        self._metrics["train"]["rsrs/zero_reward_group_frac"].append(zero_group.float().mean().item())
+        self.log_step("grpo")
 
     # -- SFT branch ------------------------------------------------------------------------------------------
 
-    def _sft_micro_batches(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """This process's share of an SFT batch, as steps_per_generation model-input dicts."""
+    def sft_micro_batches(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This process's share of an SFT batch, as gradient_accumulation_steps model-input dicts (one update)."""
         share = len(rows) // self.accelerator.num_processes
         mine = rows[self.accelerator.process_index * share : (self.accelerator.process_index + 1) * share]
-        per_step = share // self.args.steps_per_generation
-        return [self._sft_inputs(mine[i : i + per_step]) for i in range(0, share, per_step)]
+        per_step = share // self.args.gradient_accumulation_steps
+        return [self.sft_inputs(mine[i : i + per_step]) for i in range(0, share, per_step)]
 
-    def _sft_inputs(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def sft_inputs(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Model inputs laid out like TRL's GRPO batches: left-padded prompt, right-padded reference caption.
 
         ``labels`` are -100 everywhere but on the caption tokens (and the end-of-turn token that closes them),
@@ -297,6 +362,9 @@ class RSRSTrainer(GRPOTrainer):
         labels = torch.full_like(input_ids, -100)
         labels[:, -completion.size(1) :] = completion.masked_fill(completion_mask == 0, -100)
         inputs = {"rsrs_sft": True, "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        # Logits only where they predict a caption token (as TRL's losses do): over a 12 MP photo's ~15,000 image
+        # tokens the full logits would take tens of GB.
+        inputs["logits_to_keep"] = completion.size(1) + 1
         for key, value in prompt_inputs.items():
             if key in ("input_ids", "attention_mask"):
                 continue
@@ -305,62 +373,85 @@ class RSRSTrainer(GRPOTrainer):
             inputs[key] = value
         return inputs
 
-    # -- checkpoints: the buffer and the deferred prompts are training state -----------------------------------
-
-    def _rsrs_state_path(self, checkpoint_dir: str) -> str:
-        return os.path.join(checkpoint_dir, f"rsrs_state_rank{self.accelerator.process_index}.pt")
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        checkpoint_dir = os.path.join(
-            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        )
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        state = {
-            "buffer": list(self.zero_reward_buffer.ids),
-            "evicted": self.zero_reward_buffer.evicted,
-            "deferred": list(self.deferred_batches),  # per process: each holds its own share of the batches
-            "modes": self.rsrs_modes,
-        }
-        torch.save(state, self._rsrs_state_path(checkpoint_dir))
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or not os.path.exists(self._rsrs_state_path(checkpoint)):
-            return
-        state = torch.load(self._rsrs_state_path(checkpoint))  # ids and counters only
-        self.zero_reward_buffer = ZeroRewardBuffer(self.args.rsrs_buffer_size)
-        self.zero_reward_buffer.push(state["buffer"])
-        self.zero_reward_buffer.evicted = state["evicted"]
-        self.deferred_batches = deque(state["deferred"])
-        self.rsrs_modes = list(state["modes"])
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not inputs.get("rsrs_sft"):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        model_inputs = {k: v for k, v in inputs.items() if k != "rsrs_sft"}
+        model_inputs = {k: v for k, v in inputs.items() if k not in ("rsrs_sft", "labels")}
+        labels = inputs["labels"][:, -(inputs["logits_to_keep"] - 1) :]  # the caption tokens, -100 on padding
         with self.accelerator.autocast():
-            loss = model(**model_inputs).loss  # mean token NLL over the labelled (caption) tokens
+            logits = model(**model_inputs).logits[:, :-1]  # position t predicts token t + 1
+        # Mean token NLL over the labelled (caption) tokens.
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
         self._metrics["train"]["rsrs/sft_loss"].append(self.accelerator.gather(loss.detach()).mean().item())
         # GRPOTrainer declares its loss already scaled for gradient accumulation; keep that contract.
         return loss / self.current_gradient_accumulation_steps
 
+    # -- checkpoints: the buffer and the queued prompt batches are training state ------------------------------
+
+    def rsrs_state(self) -> dict[str, Any]:
+        """The RSRS state of all processes (a collective: every process must call it)."""
+        return {
+            "world_size": self.accelerator.num_processes,
+            "buffer": self.zero_reward_buffer.state_dict(),
+            "pending": gather_object([list(self.pending_batches)]),  # one list of batches per process
+            "modes": self.rsrs_modes,
+            "fetches": self.rsrs_fetches,
+        }
+
+    def load_rsrs_state(self, state: dict[str, Any]) -> None:
+        if state["world_size"] != self.accelerator.num_processes:
+            raise ValueError(
+                f"the checkpoint's RSRS state was saved by {state['world_size']} processes; resume with as many "
+                f"(this run has {self.accelerator.num_processes})"
+            )
+        self.zero_reward_buffer.load_state_dict(state["buffer"])
+        self.pending_batches = deque(state["pending"][self.accelerator.process_index])
+        self.rsrs_modes = list(state["modes"])
+        self.rsrs_fetches = self.rsrs_step_start = self.rsrs_step_end = int(state["fetches"])
+        self._buffered_inputs = None
+
+    def _save_checkpoint(self, model, trial):
+        state = self.rsrs_state()
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            write_json_atomic(folder / RSRS_STATE, state)
+        super()._save_checkpoint(model, trial)  # ends with trainer_state.json: the checkpoint is complete
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and (Path(checkpoint) / RSRS_STATE).is_file():
+            self.load_rsrs_state(json.loads((Path(checkpoint) / RSRS_STATE).read_text()))
+
 
 def main(argv: list[str] | None = None) -> None:
     """Stage 2 of the recipe: ``accelerate launch -m trainers.rsrs --config trainers/configs/rsrs.yaml ...``."""
-    from trainers.rewards import RewardArguments, build_reward_funcs  # imports this module: import at call time
-
-    parser = TrlParser((DataArguments, RSRSConfig, RewardArguments))
+    parser = TrlParser((HybridDataArguments, RSRSConfig, RewardArguments))
     data_args, config, reward_args = parser.parse_args_and_config(args=argv)
-    model, processor = load_model_and_processor(data_args.model_name_or_path)
+    try:
+        check_gpus(precision_of(config), uses_vllm=config.use_vllm)
+    except HardwareError as error:
+        print(f"trainers.rsrs: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    training = load_train_records(data_args)
+    model, processor = load_model_and_processor(data_args.model_name_or_path, data_args.pixel_budget, fp16=config.fp16)
     trainer = RSRSTrainer(
         model=model,
-        reward_funcs=build_reward_funcs(reward_args),
+        reward_funcs=build_reward_funcs(reward_args, processor.tokenizer),
         args=config,
-        train_dataset=grpo_dataset(load_train_records(data_args), data_args.language),
+        train_dataset=grpo_dataset(training.records, data_args.language),
         processing_class=processor,
     )
-    train_and_save(trainer, processor)
+    record = run_record(
+        "rsrs" if config.rsrs_switch else "grpo",
+        data_args,
+        training,
+        config,
+        step=config.step_record(),
+        rollout_decoding=rollout_decoding(config),
+        rewards={"names": reward_args.rewards, "weights": config.reward_weights},
+    )
+    write_run_record(config, record)
+    train_and_save(trainer, processor, record)
 
 
 if __name__ == "__main__":
