@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from judge_server import JudgeServer
-from PIL import Image, ImageOps, JpegImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 from ecac_bench import SAMPLE_DATA
 from ecac_bench.cli import main
@@ -107,7 +107,10 @@ def test_small_images_are_sent_as_they_are(tmp_path):
     assert mime == "image/png" and Image.open(io.BytesIO(data)).size == (50, 40)
 
 
-def test_files_that_are_not_images(tmp_path):
+def test_files_that_are_not_images(tmp_path, monkeypatch):
+    # Pillow reads truncated files when ImageFile.LOAD_TRUNCATED_IMAGES is set, a process-wide flag that importing
+    # lmms-eval turns on (lmms_eval/api/task.py): pin Pillow's default, as in an `ecac-bench` process.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
     text, truncated, missing = tmp_path / "a.jpg", tmp_path / "t.jpg", tmp_path / "m.jpg"
     text.write_text("not an image")
     data = photo(tmp_path / "p.jpg").read_bytes()
