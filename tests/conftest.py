@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "requirements" / "lock.txt"
+UV_BIN = Path(sys.executable).with_name("uv")
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +20,34 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl  # transformers: imported only when needed
 
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen"))
+
+
+def _torch_source() -> list[str]:
+    if any(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl")):
+        return ["--find-links", "/opt/wheels"]
+    return ["--extra-index-url", "https://download.pytorch.org/whl/cpu", "--index-strategy", "unsafe-best-match"]
+
+
+@pytest.fixture(scope="session")
+def extra_venv(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh virtualenv per extra with ONLY that extra installed, at the locked versions."""
+    made: dict[str, Path] = {}
+
+    def make(extra: str) -> Path:
+        if extra not in made:
+            venv = tmp_path_factory.mktemp(f"venv-{extra}")
+            env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+            for cmd in (
+                [str(UV_BIN), "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
+                [str(UV_BIN), "pip", "install", "-q", *_torch_source(), "-c", str(LOCK), "-e", f"{REPO}[{extra}]"],
+                [str(venv / "bin" / "python"), str(REPO / "tools" / "fix_torchvision.py")],
+            ):
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+                assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"
+            made[extra] = venv
+        return made[extra]
+
+    return make
 
 
 @pytest.fixture

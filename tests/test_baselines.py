@@ -13,12 +13,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from ecac_bench.data import SAMPLE_DATA
+from ecac_bench.data import SAMPLE_DATA, load_dataset
+from ecac_bench.preflight import PreflightError, preflight
 from ecac_bench.protocol import PIXEL_BUDGET, max_model_len
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,12 +156,36 @@ def test_each_paper_baseline_serves_its_model_with_its_flags(script: str, tmp_pa
     assert (recorded["chat_template"] == GLM_TEMPLATE) is (script == "run_glm_4v_9b.sh")
 
 
-@pytest.mark.slow
-def test_the_glm_chat_template_passes_the_preflight(tmp_path: Path) -> None:
-    """The shipped GLM-4V template renders vLLM's string contents (image placeholder + prompt) on a real request."""
-    proc = run_script("run_glm_4v_9b.sh", tmp_path, TASKS="ecac_tts", LIMIT="1")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "preflight ok" in proc.stdout
+def serve_fake_vllm(port: int, *flags: str) -> subprocess.Popen:
+    proc = subprocess.Popen([*FAKE_VLLM.split(), "serve", "m", "--port", str(port), "--served-model-name", "m", *flags])
+    for _ in range(200):
+        if not port_is_free(port):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the fake vLLM did not start")
+
+
+@pytest.mark.parametrize("template_ok", [True, False])
+def test_the_glm_chat_template_passes_the_preflight(tmp_path: Path, template_ok: bool) -> None:
+    """The shipped GLM-4V template renders vLLM's string contents (image placeholder + prompt) on a real request;
+    a template the server cannot apply fails the preflight, before anything is evaluated."""
+    template = GLM_TEMPLATE
+    if not template_ok:
+        template = str(tmp_path / "broken.jinja")
+        Path(template).write_text("{{ messages[5]['content'] }}")  # fails when applied, as in vLLM
+    port = free_port()
+    server = serve_fake_vllm(port, "--chat-template", template, "--chat-template-content-format", "string")
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        if template_ok:
+            assert preflight(base_url, "m", load_dataset().records[0].image)
+        else:
+            with pytest.raises(PreflightError, match="HTTP 400"):
+                preflight(base_url, "m", load_dataset().records[0].image)
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_judge_tasks_need_a_judge_model_before_anything_starts(tmp_path: Path) -> None:

@@ -236,3 +236,15 @@ def test_any_text_as_url_is_accepted_or_a_named_error(text):
         check_base_url(text, "ECAC_JUDGE_BASE_URL")
     except ClientConfigError as exc:
         assert str(exc).startswith("ECAC_JUDGE_BASE_URL: ") and "\n" not in str(exc)
+
+
+def test_settings_pickle_without_their_open_cache(tmp_path):
+    """The trainer's reward functions hold settings and must stay picklable once the cache has been opened."""
+    import pickle
+
+    env = {"ECAC_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "ECAC_JUDGE_MODEL": "m", "ECAC_JUDGE_API_KEY": "sk-x"}
+    settings = Settings.from_env(env, cache_dir=str(tmp_path))
+    assert settings.cache is not None  # opened: a sqlite3 connection now hangs off the settings
+    copy = pickle.loads(pickle.dumps(settings))
+    assert (copy.judge_model, copy.judge_key) == ("m", "sk-x")
+    assert copy.cache is not None and copy.cache is not settings.cache

@@ -85,7 +85,8 @@ def test_rsrs_yaml_is_the_papers_setting(tmp_path: Path) -> None:
     assert (config.beta, config.rsrs_buffer_sampling) == (0.0, "random")
     assert (data.subset_size, data.subset_seed) == (12000, 42)
     assert config.max_completion_length == DECODING.max_new_tokens
-    assert config.repetition_penalty == DECODING.repetition_penalty and config.temperature == 1.0
+    # Rollouts state no repetition penalty (1.0); evaluation keeps the checkpoint's (DECODING.repetition_penalty None).
+    assert config.repetition_penalty == 1.0 and config.temperature == 1.0
     record = config.step_record()
     assert (record["images_per_step"], record["rollouts_per_step"], record["rsrs_sft_batch_size"]) == (1, 4, 4)
     # The variant with a larger step, by one flag.

@@ -460,3 +460,9 @@ class Settings:
     def cache(self) -> ResponseCache | None:
         """The response cache, opened (and checked writable) once; None with ``--no-cache``."""
         return ResponseCache.in_dir(self.cache_dir) if self.use_cache else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable (the trainer's reward functions hold settings): the open cache is dropped and reopened on use.
+        state = dict(self.__dict__)
+        state.pop("cache", None)
+        return state
