@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm import LLMClient, complete_parsed, json_in_answer, user_message
+from ecac_bench.llm import LLMClient, complete_parsed, json_answer, list_answer, object_schema, user_message
 from ecac_bench.prompts import load_prompt
 from ecac_bench.toy_precision import parse_name_list
 
@@ -116,72 +116,71 @@ def aggregate_balanced(images: Sequence[BalancedImage]) -> BalancedResult:
 
 # -- answer parsers ---------------------------------------------------------------------------------------------
 
-_TRUE = {"true", "yes", "1", "是", "对", "y"}
-_FALSE = {"false", "no", "0", "否", "错", "n"}
-
-
-def _bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return None
+# The answers as JSON schemas, sent as response_format where the server supports it (lists wrapped in an object:
+# OpenAI's strict mode wants an object root). Each parser below accepts exactly its schema's values (or, for a list,
+# the bare list): JSON booleans, whole numbers, no other key, nothing around the JSON.
+ASSERTIONS_SCHEMA = object_schema("atomic_assertions", {"assertions": {"type": "array", "items": {"type": "string"}}})
+_VERDICT = {
+    "type": "object",
+    "properties": {"verified": {"type": "boolean"}, "pointable": {"type": "boolean"}},
+    "required": ["verified", "pointable"],
+    "additionalProperties": False,
+}
+VERDICTS_SCHEMA = object_schema("assertion_verdicts", {"verdicts": {"type": "array", "items": _VERDICT}})
+COVERAGE_SCHEMA = object_schema("reference_coverage", {"covered": {"type": "array", "items": {"type": "boolean"}}})
+LINGUISTIC_SCHEMA = object_schema(
+    "linguistic_quality", {a: {"type": "integer", "minimum": 1, "maximum": 5} for a in LINGUISTIC_ASPECTS}
+)
 
 
 def parse_assertions(text: str) -> tuple[list[str] | None, str | None]:
-    """A JSON list of assertion strings (fenced or among stray text); ``[]`` is valid."""
-    return parse_name_list(text)
+    """``{"assertions": [strings]}`` or the list alone; ``[]`` is valid, blank assertions are dropped."""
+    return parse_name_list(text, "assertions")
 
 
 def parse_verdicts(text: str, n: int) -> tuple[list[tuple[bool, bool]] | None, str | None]:
-    """``n`` objects ``{"verified": bool, "pointable": bool}`` in assertion order."""
-    data = json_in_answer(text, "[")
-    if not isinstance(data, list):
-        return None, "no JSON list found"
-    if len(data) != n:
-        return None, f"expected {n} verdicts, got {len(data)}"
+    """``{"verdicts": [...]}`` or the list alone: ``n`` objects with exactly the JSON booleans ``verified`` and
+    ``pointable``, in assertion order."""
+    items, error = list_answer(text, "verdicts")
+    if error is not None:
+        return None, error
+    if len(items) != n:
+        return None, f"expected {n} verdicts, got {len(items)}"
     verdicts = []
-    for item in data:
-        if not isinstance(item, dict):
-            return None, "each verdict must be an object"
-        verified, pointable = _bool(item.get("verified")), _bool(item.get("pointable"))
-        if verified is None or pointable is None:
-            return None, "each verdict needs boolean 'verified' and 'pointable'"
+    for item in items:
+        if not isinstance(item, dict) or sorted(item) != ["pointable", "verified"]:
+            return None, "each verdict must be an object with exactly 'verified' and 'pointable'"
+        verified, pointable = item["verified"], item["pointable"]
+        if not isinstance(verified, bool) or not isinstance(pointable, bool):
+            return None, "'verified' and 'pointable' must be true or false"
         verdicts.append((verified, pointable))
     return verdicts, None
 
 
 def parse_coverage(text: str, n: int) -> tuple[list[bool] | None, str | None]:
-    """``n`` booleans, one per reference assertion."""
-    data = json_in_answer(text, "[")
-    if not isinstance(data, list):
-        return None, "no JSON list found"
-    flags = [_bool(x) for x in data]
-    if len(flags) != n or None in flags:
+    """``{"covered": [...]}`` or the list alone: ``n`` JSON booleans, one per reference assertion."""
+    items, error = list_answer(text, "covered")
+    if error is not None:
+        return None, error
+    if len(items) != n or not all(isinstance(x, bool) for x in items):
         return None, f"expected a list of {n} true/false values"
-    return flags, None  # type: ignore[return-value]
+    return items, None
 
 
 def parse_linguistic(text: str) -> tuple[dict[str, float] | None, str | None]:
-    """``{"clarity": 1-5, "fluency": 1-5, "coherence": 1-5}`` (numbers may be strings)."""
-    data = json_in_answer(text, "{")
-    if not isinstance(data, dict):
-        return None, "no JSON object found"
+    """Exactly ``{"clarity": k, "fluency": k, "coherence": k}``, each k a whole number 1-5 written as a JSON integer
+    (not ``"4"``, ``4.5`` or ``true``)."""
+    data, error = json_answer(text)
+    if error is not None:
+        return None, error
+    if not isinstance(data, dict) or sorted(data) != sorted(LINGUISTIC_ASPECTS):
+        return None, "not a JSON object with exactly 'clarity', 'fluency' and 'coherence'"
     out = {}
     for aspect in LINGUISTIC_ASPECTS:
-        try:
-            value = float(data.get(aspect))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None, f"missing numeric '{aspect}'"
-        if not 1 <= value <= 5:
-            return None, f"'{aspect}' must be within 1-5, got {value:g}"
-        out[aspect] = value
+        value = data[aspect]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            return None, f"'{aspect}' must be a whole number 1-5"
+        out[aspect] = float(value)
     return out, None
 
 
@@ -190,6 +189,15 @@ def parse_linguistic(text: str) -> tuple[dict[str, float] | None, str | None]:
 
 def _numbered(items: Sequence[str]) -> str:
     return "\n".join(f"{i + 1}. {text}" for i, text in enumerate(items))
+
+
+# The answer schema of each task.
+_SCHEMAS = {
+    "balanced_decompose": ASSERTIONS_SCHEMA,
+    "balanced_verify": VERDICTS_SCHEMA,
+    "balanced_recall": COVERAGE_SCHEMA,
+    "balanced_linguistic": LINGUISTIC_SCHEMA,
+}
 
 
 async def _ask(
@@ -204,6 +212,7 @@ async def _ask(
         version=f"{prompt.tag}+{repair.tag}",
         retries=retries,
         desc=task,
+        response_format=_SCHEMAS[task],
     )
 
 

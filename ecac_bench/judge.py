@@ -1,8 +1,9 @@
 """The MLLM-judge score: a multimodal model rates each caption of an image from 0 to 100 (the paper's "Score").
 
-The judge sees the image and one caption and is asked (``prompts/judge_score.<lang>.j2``) for strictly
-``{"score": N}``. :func:`parse_score` reads the answer robustly; an answer without a usable score is repaired by
-asking again in the same conversation (``prompts/judge_score_repair.<lang>.j2``) up to ``parse_retries`` times,
+The judge sees the image and one caption and is asked (``prompts/judge_score.<lang>.j2``, the paper's prompt)
+for strictly ``{"score":80}``. :func:`parse_score` accepts that object alone and nothing else, so a caption the
+judge quotes cannot set the score; an answer without a usable score is repaired by asking again in the same
+conversation (``prompts/judge_score_repair.<lang>.j2``) up to ``parse_retries`` times,
 then recorded as a failure: never silently scored 0. :func:`aggregate_judge_scores` is the pure aggregation
 (mean, population std, n, n_failed); :func:`judge_captions` does the I/O through
 :class:`~ecac_bench.llm.LLMClient`, asking for :data:`SCORE_SCHEMA` where the server supports structured output.
@@ -11,8 +12,6 @@ Exact definitions: docs/judges.md.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import statistics
 from collections.abc import Mapping, Sequence
@@ -20,18 +19,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm import JsonSchema, LLMClient, answer_blocks, complete_parsed, user_message
+from ecac_bench.llm import (
+    JsonSchema,
+    LLMClient,
+    answer_payloads,
+    complete_parsed,
+    normalized,
+    user_message,
+)
 from ecac_bench.prompts import load_prompt
 
 SCORE_MIN, SCORE_MAX = 0.0, 100.0
 LANGS = ("zh", "en")
 
-_OBJECT = re.compile(r"\{[^{}]*\}")
-_NUMBER = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-# "score": 80 / 'score': "80" / score=80 / "score:80 (the curly-quote case {”score:80}) / 分数：80
-_FIELD = re.compile(r"(?:score|分数|评分|得分)[\"']?\s*[:=]\s*[\"']?\s*" + _NUMBER, re.I)
-_BARE = re.compile(r"^[\"']?\s*" + _NUMBER + r"\s*[\"']?$")
+# The one accepted form: an object with the single key "score" and a plain decimal number (JSON's grammar, without
+# an exponent), any whitespace. Linear: the pieces cannot overlap.
+_SCORE_OBJECT = re.compile(r'\{\s*"score"\s*:\s*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)\s*\}')
 
 
 @dataclass(frozen=True)
@@ -47,50 +53,35 @@ class ParsedScore:
         return self.score is not None
 
 
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and (m := _BARE.match(value.strip())):
-        return float(m.group(1))
-    return None
-
-
-def _find_value(text: str) -> float | None:
-    for obj in _OBJECT.findall(text):
-        try:
-            data = json.loads(obj)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if str(key).strip().lower() == "score" and (number := _as_number(value)) is not None:
-                    return number
-        if m := _FIELD.search(obj):
-            return float(m.group(1))
-    if m := _FIELD.search(text):
-        return float(m.group(1))
-    if m := _BARE.match(text.strip()):
-        return float(m.group(1))
-    return None
-
-
 def parse_score(text: str | None) -> ParsedScore:
-    """Read a 0-100 score from a judge answer: JSON or code-fenced JSON, stray text around it, curly or fullwidth
-    quotes (``{”score:80}``), numbers as strings, ``score: 80`` without braces, or a bare number."""
-    if text is None or not text.strip():
-        return ParsedScore(None, "empty answer")
-    value = None
-    for block in answer_blocks(text):
-        value = _find_value(block)
-        if value is not None:
-            break
-    if value is None:
-        return ParsedScore(None, "no score found")
-    if not math.isfinite(value) or not SCORE_MIN <= value <= SCORE_MAX:
-        return ParsedScore(None, "score out of range 0-100", value)
-    return ParsedScore(value)
+    """The judge's score: the answer must be exactly ``{"score": N}`` (see :func:`~ecac_bench.llm.answer_payloads`:
+    a reasoning block before it and one code fence around it are allowed, nothing else), N a plain decimal number
+    in 0-100 (``80``, ``80.5``; not ``"80"``, ``8e1``, ``8/10``). Fullwidth ASCII forms and typographic quotes are
+    read as ASCII. Two scores, a quoted caption, prose around the object: no score (docs/judges.md)."""
+    payloads, error = answer_payloads(text)
+    if error is not None:
+        return ParsedScore(None, error)
+    reason = None  # why there is no score, for the report's failure counts and the repair turn
+    for payload in payloads:
+        for form in (payload, normalized(payload)):
+            if match := _SCORE_OBJECT.fullmatch(form):
+                value = float(match.group(1))
+                if not SCORE_MIN <= value <= SCORE_MAX:  # float() of a long digit string is large, never an error
+                    return ParsedScore(None, "score out of range 0-100", value)
+                return ParsedScore(value)
+            reason = reason or _why_not(form)
+    return ParsedScore(None, reason or 'not a JSON object {"score": N} alone')
+
+
+def _why_not(form: str) -> str | None:
+    """Why a payload that is valid JSON is not a score object (None when it is not valid JSON)."""
+    try:
+        value = orjson.loads(form)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, dict) and list(value) == ["score"]:
+        return "score is not a plain number"
+    return 'not a JSON object {"score": N}'
 
 
 @dataclass(frozen=True)
@@ -154,8 +145,8 @@ def inputs_from_predictions(
     return inputs
 
 
-# The judge's answer as a JSON schema, sent as response_format where the server supports it (the answer is parsed
-# by parse_score either way).
+# The judge's answer as a JSON schema, sent as response_format where the server supports it; parse_score accepts
+# every answer it allows that is written without an exponent (and nothing else), with or without it.
 SCORE_SCHEMA = JsonSchema(
     "judge_score",
     {

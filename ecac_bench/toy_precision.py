@@ -3,8 +3,9 @@ in the image.
 
 Two extractors turn captions into the toy names they mention:
 
-* ``llm``: a model reads each caption (``prompts/toy_extract.<lang>.j2``) and answers a JSON list of names;
-  :func:`parse_name_list` reads it robustly; a broken answer is repaired, then recorded as a failure.
+* ``llm``: a model reads each caption (``prompts/toy_extract.<lang>.j2``) and answers ``{"toys": [...]}``
+  (:data:`TOYS_SCHEMA`); :func:`parse_name_list` accepts that answer alone; a broken answer is repaired, then
+  recorded as a failure.
 * ``lexicon`` (:class:`LexiconExtractor`): no model. The dataset's toy vocabulary (names + aliases) becomes a jieba
   user dictionary; a CJK name is extracted when jieba cuts it out of the caption as one token, a Latin name when
   the core matcher finds it on word boundaries. It can only find names the dataset knows.
@@ -18,9 +19,7 @@ Two extractors turn captions into the toy names they mention:
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import jieba
 
 from ecac_bench.data import EcacDataset
-from ecac_bench.llm import LLMClient, answer_blocks, complete_parsed, user_message
+from ecac_bench.llm import LLMClient, complete_parsed, list_answer, object_schema, user_message
 from ecac_bench.matching import MatchConfig, ToyMatcher, needs_word_boundary, normalize_text
 from ecac_bench.prompts import load_prompt
 
@@ -37,33 +36,22 @@ EXTRACTORS = ("llm", "lexicon")
 PrecisionMatch = Literal["equal", "contains"]
 PRECISION_MATCHES: tuple[str, ...] = ("equal", "contains")
 
-_LIST = re.compile(r"\[(.*)\]", re.S)
-_SEPARATORS = re.compile(r"[,，、;；\n]")
+# The extractor's answer as a JSON schema (a list wrapped in an object: OpenAI's strict mode wants an object root),
+# sent as response_format where the server supports it; parse_name_list accepts exactly its values, or the bare list.
+TOYS_SCHEMA = object_schema("toy_names", {"toys": {"type": "array", "items": {"type": "string"}}})
 
 
-def parse_name_list(text: str | None) -> tuple[list[str] | None, str | None]:
-    """Names from an extractor answer: a JSON list, in a code fence or among stray text, with curly quotes, as
-    ``{"toys": [...]}``, or a bracketed list without quotes (``[积木、拼图]``). ``[]`` is a valid empty answer."""
-    if text is None or not text.strip():
-        return None, "empty answer"
-    for block in answer_blocks(text):
-        match = _LIST.search(block)
-        if match is None:
-            continue
-        try:
-            data = json.loads(match.group(0))
-        except ValueError:
-            data = [p.strip().strip("\"'").strip() for p in _SEPARATORS.split(match.group(1))]
-        if isinstance(data, list):
-            names = [_name_of(item) for item in data]
-            return [n for n in names if n], None
-    return None, "no JSON list found"
-
-
-def _name_of(item: Any) -> str:
-    if isinstance(item, dict):
-        item = item.get("name", "")
-    return str(item).strip() if isinstance(item, (str, int, float)) else ""
+def parse_name_list(text: str | None, key: str = "toys") -> tuple[list[str] | None, str | None]:
+    """Names from an extractor answer, which must be exactly ``{"toys": [...]}`` or the list alone, every item a
+    string (a reasoning block before it and one code fence around it are allowed, nothing else; see
+    :func:`~ecac_bench.llm.list_answer`). ``[]`` is a valid empty answer; blank names are dropped. ``key`` names
+    the object's one key (``balanced`` reads its assertion lists with this parser)."""
+    items, error = list_answer(text, key)
+    if error is not None:
+        return None, error
+    if not all(isinstance(item, str) for item in items):
+        return None, "every item must be a string"
+    return [name for item in items if (name := item.strip())], None
 
 
 class LexiconExtractor:
@@ -113,6 +101,7 @@ async def extract_with_llm(
         version=f"{prompt.tag}+{repair.tag}",
         retries=parse_retries,
         desc="toy extraction",
+        response_format=TOYS_SCHEMA,
     )
     names: dict[str, list[str] | None] = {image_id: [] for image_id in predictions}
     errors: dict[str, str] = {}

@@ -7,7 +7,10 @@ Protocol (docs/sibling_metrics.md):
 * Each question is asked ``rounds`` times (default 4). In every round the options are shuffled with a seeded RNG
   (seed, image id, question number, round) and an extra last option "cannot be answered from the caption" is
   appended; the LLM sees only the caption, the question and the lettered options, and must reply with a letter.
-* The first option letter of the answer is parsed (:func:`parse_choice`); an answer without one is wrong.
+* The answer must be an option letter alone (:func:`parse_choice`: a label, brackets or the option's own text
+  around it are allowed, nothing else); an answer without a readable letter is wrong (CapRL scores accuracy) and
+  counted (``n_unparsed``): excluding it instead would let a caption that confuses the answerer drop its own wrong
+  rounds.
 * A question's accuracy is the mean over its rounds; an image's is the mean over its questions; the reported
   ``utility`` is 100 x the mean over images (``utility_micro``: over all question rounds). Rounds whose request
   failed at the transport level are failures, excluded and counted, never scored.
@@ -29,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import DataValidationError, EcacDataset, Problem, jsonl_rows, problem_sink
-from ecac_bench.llm import ChatRequest, LLMClient, complete_parsed, json_in_answer, user_message
+from ecac_bench.llm import (
+    ChatRequest,
+    LLMClient,
+    answer_payloads,
+    complete_parsed,
+    list_answer,
+    normalized,
+    object_schema,
+    user_message,
+)
 from ecac_bench.prompts import load_prompt
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -139,27 +151,59 @@ def iter_rounds(
             yield ShuffledQuestion(item, qi, r, tuple(options), order.index(item.answer))
 
 
-_LEADING = re.compile(r"^\W*(?:answer|option|答案|选项|选)?\s*[:：是为]?\s*\(?\s*([A-Z])\b", re.I)
-_ANYWHERE = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+# A letter answer is the letter alone, after an optional label; whitespace is collapsed first, so no two
+# quantifiers of these patterns can match the same characters (linear time on any answer).
+_LABEL = re.compile(
+    r"(?:the correct answer is|the answer is|correct answer|answer is|answer|option|choice"
+    r"|答案是|答案为|答案|答|选项|选择|选) ?[:：]?",
+    re.I,
+)
+_LETTER = re.compile(r"[(\[【]?([A-Za-z])[)\]】]?")
+_AFTER_LETTER = ".:、)。"  # what may separate the letter from a copy of its option's text
 
 
-def parse_choice(text: str | None, n_options: int) -> int | None:
-    """Index of the first option letter of an answer (``B``, ``(B)``, ``B. red``, ``Answer: B``, ``答案：B``), or None.
+def parse_choice(text: str | None, options: Sequence[str]) -> tuple[int | None, str | None]:
+    """The index of the option an answer chooses, or ``(None, reason)``. The answer (a reasoning block and one code
+    fence aside, see :func:`~ecac_bench.llm.answer_payloads`; fullwidth forms read as ASCII, whitespace collapsed,
+    ``**bold**`` dropped) must be an option letter within the shown options, in either case, alone: optionally after
+    a label (``Answer:``, ``The answer is``, ``答案：``, ``选``), in brackets (``(B)``, ``[B]``, ``【B】``), followed
+    by ``.``, or followed by the chosen option's own text (``B. red ball``). Anything else (``A red ball`` when A is
+    not "red ball", two letters, prose) is unreadable: never a guess at the first capital letter
+    (docs/sibling_metrics.md)."""
+    payloads, error = answer_payloads(text)
+    if error is not None:
+        return None, error
+    reason = "no option letter"
+    for payload in payloads:
+        index, reason = _choice(payload, options)
+        if index is not None:
+            return index, None
+    return None, reason
 
-    Letters must be within the shown options; a lone article like "A red ball" is read as option A only when A is
-    the first standalone capital letter, which is the CapRL convention (the prompt asks for the letter alone).
-    """
-    if not text:
-        return None
-    valid = LETTERS[:n_options]
-    stripped = text.strip()
-    match = _LEADING.match(stripped)
-    if match and match.group(1).upper() in valid:
-        return valid.index(match.group(1).upper())
-    for candidate in _ANYWHERE.findall(stripped):
-        if candidate in valid:
-            return valid.index(candidate)
-    return None
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).rstrip(".。").strip() == " ".join(b.split()).rstrip(".。").strip()
+
+
+def _choice(payload: str, options: Sequence[str]) -> tuple[int | None, str]:
+    answer = " ".join(normalized(payload).split()).strip("*").strip()
+    if label := _LABEL.match(answer):
+        answer = answer[label.end() :].lstrip()
+    letter = _LETTER.match(answer)
+    if letter is None:
+        return None, "no option letter"
+    rest = answer[letter.end() :].lstrip()
+    if rest and rest[0] in _AFTER_LETTER:
+        rest = rest[1:]
+    rest = rest.strip().strip("*").strip()
+    chosen = letter.group(1).upper()
+    valid = LETTERS[: len(options)]
+    if chosen not in valid:
+        return None, "not an option letter alone" if rest else f"not one of the shown options ({valid[0]}-{valid[-1]})"
+    index = valid.index(chosen)
+    if rest and not _same_text(rest, options[index]):
+        return None, "not an option letter alone"
+    return index, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +294,7 @@ async def answer_rounds(
     async with contextlib.aclosing(client.astream(requests(), desc=desc)) as stream:
         async for i, result in stream:
             q = asked.pop(i)
-            chosen = parse_choice(result.text, len(q.options)) if result.ok else None
+            chosen = parse_choice(result.text, q.options)[0] if result.ok else None
             error = None if result.ok else result.error or "no answer"
             outcomes[i] = RoundOutcome(q.item.id, q.question_index, q.round, chosen, q.correct, error)
     return outcomes  # type: ignore[return-value]
@@ -315,24 +359,48 @@ async def filter_questions(
     return decisions
 
 
+_QUESTION_KEYS = ("question", "options", "answer")
+# make-qa's answer as a JSON schema, sent as response_format where the server supports it (a list wrapped in an
+# object: OpenAI's strict mode wants an object root); parse_generated_questions accepts its values, or the bare list.
+QUESTIONS_SCHEMA = object_schema(
+    "qa_questions",
+    {
+        "questions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string"},
+                    "options": {"type": "array", "items": {"type": "string"}},
+                    "answer": {"type": "string"},
+                },
+                "required": list(_QUESTION_KEYS),
+                "additionalProperties": False,
+            },
+        }
+    },
+)
+
+
 def parse_generated_questions(text: str, image_id: str) -> tuple[list[QAItem] | None, str | None]:
-    """Questions from a VLM's ``make-qa`` answer: a JSON list of {question, options, answer}, fenced or not."""
-    data = json_in_answer(text, "[")
-    if not isinstance(data, list):
-        return None, "no JSON list found"
-    problems: list[Problem] = []
-    items = [
-        item
-        for i, row in enumerate(data)
-        if (
-            item := qa_item_from_row(
-                {**row, "id": image_id} if isinstance(row, dict) else row, "answer", i + 1, problems
-            )
-        )
-        is not None
-    ]
-    if not items:
-        return None, "; ".join(str(p) for p in problems[:3]) or "empty list"
+    """Questions from a VLM's ``make-qa`` answer, which must be exactly ``{"questions": [...]}`` or the list alone
+    (a reasoning block and one code fence aside), each question an object with exactly ``question``, ``options``
+    and ``answer`` that passes the questions-file validation. One bad question makes the answer unreadable (it
+    gets the repair turn): questions are never dropped silently."""
+    rows, error = list_answer(text, "questions")
+    if error is not None:
+        return None, error
+    if not rows:
+        return None, "no question"
+    items = []
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or sorted(row) != sorted(_QUESTION_KEYS):
+            return None, f"question {i}: must be an object with exactly question, options and answer"
+        problems: list[Problem] = []
+        item = qa_item_from_row({**row, "id": image_id}, "answer", i, problems)
+        if item is None:
+            return None, f"question {i}: {problems[0].field}: {problems[0].message}"
+        items.append(item)
     return items, None
 
 
@@ -351,6 +419,7 @@ async def generate_questions(
         version=f"{prompt.tag}+{repair.tag}",
         retries=retries,
         desc="make-qa",
+        response_format=QUESTIONS_SCHEMA,
     )
     items: list[QAItem] = []
     failed: dict[str, str] = {}

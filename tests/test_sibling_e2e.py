@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from fake_judge import fake_model
+from fake_judge import block, fake_model
 from judge_server import JudgeServer
 
 from ecac_bench import SAMPLE_DATA, load_dataset
@@ -215,9 +215,9 @@ def test_balanced_recall_compares_assertions_with_assertions(env, tmp_path):
         contents = [m["content"] for m in body["messages"]]
         return "\n".join(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c) for c in contents)
 
-    (recall,) = [text(b) for b in env.state.bodies if "Reference assertions:" in text(b)]
-    listed = recall.split("Caption assertions:", 1)[1].split("Reference assertions:", 1)[0]
-    assert listed.strip() == "1. Children play with play dough.\n2. They look happy.\n3. A teacher helps."
+    (recall,) = [text(b) for b in env.state.bodies if block(text(b), "reference-assertions") is not None]
+    listed = block(recall, "caption-assertions")
+    assert listed == "1. Children play with play dough.\n2. They look happy.\n3. A teacher helps."
     assert caption not in recall and "or can reasonably be inferred from, the generated caption" in " ".join(
         recall.split()
     )

@@ -1,17 +1,21 @@
 """CapRL caption utility and BalCapRL balanced score: the pure parts, hand-computed."""
 
+import json
+
 import pytest
 
 from ecac_bench.balanced import (
     BalancedImage,
     aggregate_balanced,
     harmonic_mean,
+    parse_assertions,
     parse_coverage,
     parse_linguistic,
     parse_verdicts,
     score_components,
 )
 from ecac_bench.data import DataValidationError
+from ecac_bench.prompts import Delimited, load_prompt
 from ecac_bench.utility import (
     CANNOT_ANSWER,
     QAItem,
@@ -23,26 +27,52 @@ from ecac_bench.utility import (
     shuffle_rounds,
 )
 
+OPTIONS = ("red ball", "blue car", "kite", "a doll", "Cannot be answered from the caption")
+
 
 @pytest.mark.parametrize(
-    ("text", "n", "expected"),
+    ("text", "expected"),
     [
-        ("B", 5, 1),
-        ("(C)", 5, 2),
-        ("D. a red ball", 5, 3),
-        ("Answer: E", 5, 4),
-        ("答案：B", 5, 1),
-        ("选B", 5, 1),
-        ("The answer is C.", 5, 2),
-        ("I think it's b", 5, None),  # lower-case inside prose is not an option letter
-        ("F", 5, None),  # outside the shown options
-        ("", 5, None),
-        (None, 5, None),
-        ("  a  ", 5, 0),  # a lone lower-case letter is the letter
+        ("B", 1),
+        ("  a  ", 0),  # a lone lower-case letter is the letter
+        ("(C)", 2),
+        ("【D】", 3),
+        ("**B**", 1),
+        ("B.", 1),
+        ("D. a doll", 3),  # the letter and its own option's text
+        ("A red ball", 0),
+        ("Answer: E", 4),
+        ("The answer is C.", 2),
+        ("答案：B", 1),
+        ("答案是 B。", 1),
+        ("选B", 1),
+        ("（Ｂ）", 1),  # fullwidth
+        ("```\nB\n```", 1),
+        ("<think>A or B? The caption says blue.</think>\nB", 1),
     ],
 )
-def test_parse_choice(text, n, expected):
-    assert parse_choice(text, n) == expected
+def test_parse_choice_reads_a_letter_alone(text, expected):
+    assert parse_choice(text, OPTIONS) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "empty answer"),
+        (None, "empty answer"),
+        ("F", "not one of the shown options (A-E)"),
+        ("I think it's b", "not an option letter alone"),
+        ("A blue car", "not an option letter alone"),  # was read as A: "A" is the article here
+        ("B. kite", "not an option letter alone"),  # the letter and another option's text
+        ("B or C", "not an option letter alone"),  # was read as B
+        ("The caption says: answer B. So C.", "not an option letter alone"),
+        ("Blocks", "not an option letter alone"),
+        ("我不知道", "no option letter"),
+        ("...", "no option letter"),
+    ],
+)
+def test_parse_choice_refuses_everything_else(text, error):
+    assert parse_choice(text, OPTIONS) == (None, error)
 
 
 def test_shuffle_rounds_is_seeded_and_tracks_the_answer():
@@ -92,11 +122,26 @@ def test_questions_file_validation(tmp_path):
 
 
 def test_parse_generated_questions():
-    text = 'Sure!\n```json\n[{"question": "Which toy?", "options": ["a", "b", "c", "d"], "answer": "C"}]\n```'
-    items, error = parse_generated_questions(text, "img")
-    assert error is None and items == [QAItem("img", "Which toy?", ("a", "b", "c", "d"), 2)]
-    assert parse_generated_questions("no list here", "img")[0] is None
-    assert parse_generated_questions('[{"question": "q", "options": ["a"], "answer": "A"}]', "img")[0] is None
+    row = {"question": "Which toy?", "options": ["a", "b", "c", "d"], "answer": "C"}
+    expected = [QAItem("img", "Which toy?", ("a", "b", "c", "d"), 2)]
+    for text in (json.dumps({"questions": [row]}), json.dumps([row]), "```json\n" + json.dumps([row]) + "\n```"):
+        assert parse_generated_questions(text, "img") == (expected, None)
+    not_json = "not a JSON value alone (the answer must be the JSON and nothing else)"
+    failures = {
+        "no list here": not_json,
+        "Sure!\n" + json.dumps([row]): not_json,  # was read: text around the list
+        "[]": "no question",
+        json.dumps([row, {"question": "q", "options": ["a"], "answer": "A"}]): (
+            "question 2: options: must be a list of at least 2 non-empty strings"  # was dropped silently
+        ),
+        json.dumps([{**row, "id": "other"}]): "question 1: must be an object with exactly question, options and answer",
+        json.dumps(
+            [{**row, "answer": "E"}]
+        ): "question 1: answer: must be the letter or the exact text of one of the options",
+        json.dumps({"questions": [row], "note": "x"}): 'not a JSON list or {"questions": [...]}',
+    }
+    for text, error in failures.items():
+        assert parse_generated_questions(text, "img") == (None, error), text
 
 
 def test_harmonic_mean_and_components():
@@ -130,48 +175,54 @@ def test_aggregate_balanced_excludes_failures():
 
 
 def test_balanced_parsers():
-    assert parse_verdicts('[{"verified": true, "pointable": "yes"}]', 1) == ([(True, True)], None)
+    # verdicts: {"verdicts": [...]} or the list; exactly two JSON booleans per verdict, n of them
+    assert parse_verdicts('{"verdicts": [{"verified": true, "pointable": false}]}', 1) == ([(True, False)], None)
+    assert parse_verdicts('[{"pointable": true, "verified": false}]', 1) == ([(False, True)], None)
+    assert parse_verdicts('[{"verified": true, "pointable": "yes"}]', 1) == (
+        None,
+        "'verified' and 'pointable' must be true or false",
+    )  # was read as True
+    assert parse_verdicts('[{"verified": 1, "pointable": true}]', 1)[0] is None
     assert parse_verdicts('[{"verified": true}]', 1)[0] is None
+    assert parse_verdicts('[{"verified": true, "pointable": true, "why": "x"}]', 1)[0] is None
     assert "expected 2" in parse_verdicts('[{"verified": true, "pointable": true}]', 2)[1]
-    assert parse_coverage("答案：[true, false, 1]", 3) == ([True, False, True], None)
+    # coverage: JSON booleans only, n of them, nothing around
+    assert parse_coverage('{"covered": [true, false, true]}', 3) == ([True, False, True], None)
+    assert parse_coverage("[true, false]", 2) == ([True, False], None)
+    assert parse_coverage("答案：[true, false, true]", 3)[0] is None  # was read: text around the list
+    assert parse_coverage("[true, false, 1]", 3)[0] is None  # was read as True
     assert parse_coverage("[true]", 2)[0] is None
-    assert parse_linguistic('```json\n{"clarity": "4", "fluency": 5, "coherence": 3}\n```')[0] == {
-        "clarity": 4.0,
-        "fluency": 5.0,
-        "coherence": 3.0,
-    }
-    assert "within 1-5" in parse_linguistic('{"clarity": 9, "fluency": 5, "coherence": 3}')[1]
-
-
-def test_json_in_answer_forms():
-    from ecac_bench.llm import json_in_answer
-
-    assert json_in_answer("Sure.\n```json\n[1, 2]\n```") == [1, 2]
-    assert json_in_answer("{“clarity”: 4}", "{") == {"clarity": 4}  # typographic quotes
-    assert json_in_answer('[{"q": "他说“好”"}]') == [{"q": "他说“好”"}]  # quotes inside strings kept
-    assert json_in_answer("<think>[nope</think> answer: [true]") == [True]
-    assert json_in_answer("no json here") is None and json_in_answer("[1, 2", "[") is None
-    assert parse_linguistic("{“clarity”: 4, “fluency”: 5, “coherence”: 3}")[0] == {
-        "clarity": 4.0,
-        "fluency": 5.0,
-        "coherence": 3.0,
-    }
+    # linguistic: exactly the three aspects, whole numbers 1-5 as JSON integers
+    expected = {"clarity": 4.0, "fluency": 5.0, "coherence": 3.0}
+    assert parse_linguistic('```json\n{"clarity": 4, "fluency": 5, "coherence": 3}\n```') == (expected, None)
+    assert parse_linguistic("{“clarity”: 4, “fluency”: 5, “coherence”: 3}") == (expected, None)
+    assert parse_linguistic('{"clarity": 9, "fluency": 5, "coherence": 3}') == (
+        None,
+        "'clarity' must be a whole number 1-5",
+    )
+    for bad in ('"4"', "4.5", "true", "4e0"):  # strings and floats were read as numbers
+        assert parse_linguistic(f'{{"clarity": {bad}, "fluency": 5, "coherence": 3}}')[0] is None, bad
+    assert parse_linguistic('{"clarity": 4, "fluency": 5, "coherence": 3, "overall": 4}')[0] is None
+    assert parse_linguistic('Rating: {"clarity": 4, "fluency": 5, "coherence": 3}')[0] is None
+    # assertions: {"assertions": [...]} or the list, strings only
+    assert parse_assertions('{"assertions": ["A child plays."]}') == (["A child plays."], None)
+    assert parse_assertions('{"toys": ["A child plays."]}')[0] is None
 
 
 def test_recall_prompt_asks_about_the_caption_s_assertions():
     """BalCapRL's recall: mentioned in OR reasonably inferable from the generated caption's atomic assertions."""
-    from ecac_bench.prompts import load_prompt
-
     en = load_prompt("balanced_recall", "en")
     text = " ".join(
         en.render(caption_assertions="1. A child stacks blocks.", reference_assertions="1. Blocks.").split()
     )
-    assert en.version == "2"
+    assert en.version == "3"
     assert (
         "decide whether it is mentioned in, or can reasonably be inferred from, the generated caption's assertions"
         in text
     )
-    assert "Caption assertions: 1. A child stacks blocks. Reference assertions: 1. Blocks." in text
+    claims = Delimited("1. A child stacks blocks.", "caption-assertions")
+    refs = Delimited("1. Blocks.", "reference-assertions")
+    assert f"{claims.open} 1. A child stacks blocks. {claims.close} {refs.open} 1. Blocks. {refs.close}" in text
     zh = load_prompt("balanced_recall", "zh").render(caption_assertions="1. 甲", reference_assertions="1. 乙")
     assert (
         "是否在生成描述的" in zh

@@ -107,23 +107,45 @@ def test_lexicon_extractor_on_dataset_vocabulary(dataset):
 @pytest.mark.parametrize(
     ("answer", "names"),
     [
-        ('["积木", "拼图"]', ["积木", "拼图"]),
-        ('```json\n["积木"]\n```', ["积木"]),
-        ("提到的玩具有：[“积木”, “拼图”]。", ["积木", "拼图"]),
-        ("[积木、拼图]", ["积木", "拼图"]),
-        ("['blocks', 'puzzle']", ["blocks", "puzzle"]),
-        ('{"toys": ["a", "b"]}', ["a", "b"]),
-        ('[{"name": "积木"}]', ["积木"]),
+        ('{"toys": ["积木", "拼图"]}', ["积木", "拼图"]),  # the schema's form
+        ('["积木", "拼图"]', ["积木", "拼图"]),  # the list alone
+        ('```json\n{"toys": ["积木"]}\n```', ["积木"]),
+        ('<think>maybe ["剪刀"]?</think>\n["积木"]', ["积木"]),
+        ("[“积木”, “拼图”]", ["积木", "拼图"]),  # typographic quotes
+        ('["他说“好”"]', ["他说“好”"]),  # quotes inside a string are kept
+        ('{"toys": []}', []),
         ("[]", []),
-        ('["积木", ""]', ["积木"]),
+        ('["积木", "", "  "]', ["积木"]),  # blank names are dropped
     ],
 )
 def test_parse_name_list(answer, names):
     assert parse_name_list(answer) == (names, None)
 
 
+NOT_JSON = "not a JSON value alone (the answer must be the JSON and nothing else)"
+NOT_LIST = 'not a JSON list or {"toys": [...]}'
+
+
 @pytest.mark.parametrize(
-    ("answer", "error"), [("", "empty answer"), (None, "empty answer"), ("none", "no JSON list found")]
+    ("answer", "error"),
+    [
+        ("", "empty answer"),
+        (None, "empty answer"),
+        ("none", NOT_JSON),
+        ("提到的玩具有：[“积木”, “拼图”]。", NOT_JSON),  # text around the list
+        ('The caption lists ["积木", "拼图", "钢琴"], of which ["积木"] are toys.', NOT_JSON),
+        ('["积木"] ["拼图"]', NOT_JSON),
+        ("[积木、拼图]", NOT_JSON),  # not JSON
+        ("['blocks', 'puzzle']", NOT_JSON),
+        ("[" * 20_000, NOT_JSON),
+        ('{"names": ["a"]}', NOT_LIST),
+        ('{"toys": ["a"], "more": ["b"]}', NOT_LIST),
+        ('{"toys": "a"}', NOT_LIST),
+        ('"积木"', NOT_LIST),
+        ('[{"name": "积木"}]', "every item must be a string"),
+        ('["积木", 3]', "every item must be a string"),
+        ('["积木", null]', "every item must be a string"),
+    ],
 )
 def test_parse_name_list_failures(answer, error):
     assert parse_name_list(answer) == (None, error)
@@ -175,7 +197,7 @@ def test_command_llm_extractor(dataset, tmp_path, monkeypatch):
     write_predictions(
         preds,
         {
-            "img1": '@@reply=```json\n["积木", "剪刀"]\n```@@',
+            "img1": '@@reply=```json\n{"toys": ["积木", "剪刀"]}\n```@@',
             "img2": '@@garbagex1 @@reply=["duplo"]@@',  # repaired on the second round
             "img3": "@@garbagex9",  # fails: left out, counted
         },

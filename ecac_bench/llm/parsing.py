@@ -1,14 +1,16 @@
 """Reading structured output out of model answers, and the "ask, parse, repair" loop over the client.
 
-Every function here treats the answer as hostile: it runs in time linear in the answer's length, and
-:func:`complete_parsed` refuses answers longer than :data:`MAX_ANSWER_CHARS` before any parser sees them.
+Every function here treats the answer as hostile. The structured value must be the whole answer (a reasoning block
+and one enclosing code fence aside): nothing is searched for inside prose, so text the model quotes (a caption that
+ends in ``{"score": 100}``) can make an answer unreadable, never give it another value. Everything runs in time
+linear in the answer's length, and answers longer than :data:`MAX_ANSWER_CHARS` are refused before any parser sees
+them. The exact rules per answer: docs/judges.md ("Reading answers").
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,62 +42,101 @@ class ParsedAnswer:
         return self.error is None
 
 
-# Quotes that models (or input methods) put where JSON wants '"'; NFKC already maps fullwidth ＂｛｝：.
-_QUOTES = str.maketrans({c: '"' for c in "“”„‟″«»「」『』"} | {c: "'" for c in "‘’‚‛′"})
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# What Chinese input methods put where JSON wants ASCII: the fullwidth forms of ASCII (＂｛｝：８０, U+FF01-FF5E), the
+# ideographic space, and typographic quotes. A table, not NFKC: one pass, and no character expands (NFKC turns some
+# into 18), so the cost stays linear and small on hostile answers.
+_ASCII = str.maketrans(
+    {chr(0xFF01 + i): chr(0x21 + i) for i in range(94)}
+    | {"\u3000": " "}
+    | {c: '"' for c in "“”„‟″«»「」『』"}
+    | {c: "'" for c in "‘’‚‛′"}
+)
+_THINK_CLOSE = "</think>"
 _FENCE = "```"
-_FENCE_INFO = re.compile(r"[a-zA-Z]*\s*")  # the language tag and blank after an opening fence
+_FENCE_INFO = re.compile(r"[A-Za-z0-9_+-]*")  # a code fence's language tag (```json)
 
 
-def _without_think(text: str) -> str:
-    """``text`` with every ``<think>...</think>`` removed (each opener paired with the nearest closer after it, as the
-    lazy regex ``<think>.*?</think>`` would), in one pass: an opener repeated 20,000 times costs microseconds."""
-    out, pos = [], 0
-    while (start := text.find(_THINK_OPEN, pos)) != -1:
-        end = text.find(_THINK_CLOSE, start + len(_THINK_OPEN))
-        if end == -1:  # no closer after this opener: none after any later opener either
-            break
-        out.append(text[pos:start])
-        pos = end + len(_THINK_CLOSE)
-    out.append(text[pos:])
-    return "".join(out)
+def _unfenced(text: str) -> str | None:
+    """``text`` stripped, without the one code fence that encloses it entirely (its language tag dropped), or
+    None when it opens a fence it does not close or holds a second fence."""
+    text = text.strip()
+    if not text.startswith(_FENCE):
+        return text
+    if len(text) < 2 * len(_FENCE) or not text.endswith(_FENCE):
+        return None
+    inner = text[len(_FENCE) : -len(_FENCE)]
+    first, newline, rest = inner.partition("\n")
+    if newline and _FENCE_INFO.fullmatch(first.strip()):
+        inner = rest
+    return None if _FENCE in inner else inner.strip()
 
 
-def _fenced(text: str) -> list[str]:
-    """The contents of the code fences of ``text`` (what ``re.findall(r"```[a-zA-Z]*\\s*(.*?)```", text, re.S)``
-    returns), in one pass."""
-    out, pos = [], 0
-    while (start := text.find(_FENCE, pos)) != -1:
-        body = _FENCE_INFO.match(text, start + len(_FENCE)).end()  # type: ignore[union-attr]
-        end = text.find(_FENCE, body)
-        if end == -1:  # no closing fence after this one: none for any later opening either
-            break
-        out.append(text[body:end])
-        pos = end + len(_FENCE)
-    return out
+def answer_payloads(text: str | None) -> tuple[list[str], str | None]:
+    """Where a model answer may hold its structured value, best first, or why it holds none.
+
+    The value must be the whole answer: the answer itself, or, when it has a reasoning block, what follows its last
+    ``</think>``, or its first (reasoning models write ``<think>...</think>`` first; a template may have opened the
+    block for them); each without surrounding whitespace and without one code fence that encloses it entirely.
+    Nothing is searched for inside prose, so text around the value (for example a caption the model quotes before
+    its own answer) makes the answer unreadable, never a different value. Linear in the answer's length; an answer
+    longer than :data:`MAX_ANSWER_CHARS` is refused."""
+    if text is None or not text.strip():
+        return [], "empty answer"
+    if len(text) > MAX_ANSWER_CHARS:
+        return [], f"answer too long ({len(text)} characters)"
+    candidates = [text]
+    if _THINK_CLOSE in text:
+        # After the last closer (reasoning that quotes a "</think>"), then after the first (a value holding one).
+        candidates += dict.fromkeys([text.rpartition(_THINK_CLOSE)[2], text.partition(_THINK_CLOSE)[2]])
+    payloads = [p for c in candidates if (p := _unfenced(c))]
+    return payloads, None if payloads else "code fence not closed, or more than one"
 
 
-def answer_blocks(text: str) -> list[str]:
-    """Where to look for structured output in a model answer, best first: the contents of code fences, then the
-    whole answer; NFKC-normalised, typographic quotes made ASCII, reasoning ``<think>`` blocks removed."""
-    clean = _without_think(unicodedata.normalize("NFKC", text)).translate(_QUOTES)
-    return [*_fenced(clean), clean]
+def normalized(payload: str) -> str:
+    """``payload`` with fullwidth ASCII forms (``｛＂ｓｃｏｒｅ＂：８０｝``), the ideographic space and typographic
+    quotes made ASCII: the second reading of a payload whose first reading is not valid."""
+    return payload.translate(_ASCII)
 
 
-def json_in_answer(text: str, opener: str = "[") -> Any:
-    """The JSON list (``opener="["``) or object (``"{"``) in a model answer, or None: the outermost span from the
-    first opener to the last closer, tried in the answer as it is (quotes inside strings intact), then in each of
-    :func:`answer_blocks` (code fences, typographic quotes made ASCII, reasoning removed)."""
-    closer = {"[": "]", "{": "}"}[opener]
-    for block in (text, *answer_blocks(text)):
-        start, end = block.find(opener), block.rfind(closer)
-        if start == -1 or end <= start:
-            continue
-        try:
-            return orjson.loads(block[start : end + 1])
-        except orjson.JSONDecodeError:
-            continue
-    return None
+NOT_JSON = "not a JSON value alone (the answer must be the JSON and nothing else)"
+
+
+def json_answer(text: str | None) -> tuple[Any, str | None]:
+    """The JSON value that a model answer consists of (see :func:`answer_payloads`), or ``(None, reason)``. Each
+    payload is read as it is, then :func:`normalized`; the first that is one valid JSON value wins. JSON's own
+    rules apply: no NaN or Infinity, no number that overflows a double, at most 1,024 levels of nesting."""
+    payloads, error = answer_payloads(text)
+    if error is not None:
+        return None, error
+    for payload in payloads:
+        for form in (payload, normalized(payload)):
+            try:
+                return orjson.loads(form), None
+            except orjson.JSONDecodeError:
+                continue
+    return None, NOT_JSON
+
+
+def object_schema(name: str, properties: Mapping[str, Any]) -> JsonSchema:
+    """A structured-output schema for a JSON object with exactly ``properties``, all required (the form OpenAI's
+    strict mode demands: its root must be an object, so list answers are wrapped in one)."""
+    return JsonSchema(
+        name,
+        {"type": "object", "properties": dict(properties), "required": list(properties), "additionalProperties": False},
+    )
+
+
+def list_answer(text: str | None, key: str) -> tuple[list[Any] | None, str | None]:
+    """The JSON list a model answer consists of: the list alone, or the object ``{key: [...]}`` with that one key
+    (the form the list's schema asks for)."""
+    value, error = json_answer(text)
+    if error is not None:
+        return None, error
+    if isinstance(value, dict) and list(value) == [key]:
+        value = value[key]
+    if not isinstance(value, list):
+        return None, f'not a JSON list or {{"{key}": [...]}}'
+    return value, None
 
 
 _ATTEMPTS = re.compile(r" \(after \d+ attempts\)$")

@@ -2,6 +2,9 @@
 
 Each template starts with a ``{#- version: N -#}`` comment. The version goes into the LLM response-cache key, so
 bump it whenever a change alters what the answers mean (the rendered text is in the key anyway).
+
+Text a model wrote, or a data file holds (captions, assertions, questions), goes into a prompt only through the
+``delimited`` filter (:class:`Delimited`), after the instructions.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,50 @@ import jinja2
 
 PROMPTS_DIR = Path(__file__).parent
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
+
+
+@dataclass(frozen=True)
+class Delimited:
+    """Untrusted text set apart in a prompt: between the lines ``<label-N>`` and ``</label-N>``, where N is the first
+    16 hex digits of the text's SHA-256. The text cannot close its block early: it would have to contain its own
+    hash, which takes about 2^64 tries to find. N depends on the text alone, so a prompt renders the same every
+    time (cache keys stay stable). A template names ``open`` and ``close`` in the sentence that introduces the
+    block and renders the block itself as ``{{ block }}``."""
+
+    text: str
+    label: str
+
+    @cached_property
+    def nonce(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def open(self) -> str:
+        return f"<{self.label}-{self.nonce}>"
+
+    @property
+    def close(self) -> str:
+        return f"</{self.label}-{self.nonce}>"
+
+    def __str__(self) -> str:
+        return f"{self.open}\n{self.text}\n{self.close}"
+
+
+def delimited(text: Any, label: str) -> Delimited:
+    """The jinja filter ``{{ caption | delimited("caption") }}``; ``text`` must be a string (StrictUndefined and
+    this check keep a missing or None value out of a paid prompt)."""
+    if not isinstance(text, str):
+        raise TypeError(f"delimited text must be a string, got {type(text).__name__}")
+    return Delimited(text, label)
+
+
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(PROMPTS_DIR),
     undefined=jinja2.StrictUndefined,  # a missing variable is an error, not an empty string in a paid prompt
     autoescape=False,
     keep_trailing_newline=False,
 )
+_ENV.filters["delimited"] = delimited
 
 
 @dataclass(frozen=True)
