@@ -33,6 +33,7 @@ from ecac_bench.prompts import load_prompt
 
 SAMPLE_ROWS = {r["id"]: r for r in map(json.loads, SAMPLE_DATA.read_text(encoding="utf-8").splitlines())}
 IMAGES = SAMPLE_DATA.parent / "images"
+VLM_KEY = "sk-ANNOTATE-SENTINEL-7f3a"
 
 
 def sample_toys(image_id: str) -> list[dict[str, Any]]:
@@ -241,7 +242,7 @@ def test_folder_ids_groups_and_collisions(tmp_path):
     ]
     assert all(p.image.is_absolute() and p.category is None for p in photos)
     (tmp_path / "top.png").write_bytes(b"x")
-    with pytest.raises(ValueError, match="top.png and top.webp would both get the id 'top'"):
+    with pytest.raises(ValueError, match=r"top\.png and top\.webp would both get the id 'top'"):
         photos_from_folder(tmp_path)
 
 
@@ -288,8 +289,10 @@ def sample_input(tmp_path: Path, ids: list[str], with_metadata: set[str] = froze
     return write_jsonl(tmp_path / "photos.jsonl", rows)
 
 
-def test_annotate_writes_valid_data_that_scores_and_lists_failures(fake, tmp_path, capsys):
+def test_annotate_writes_valid_data_that_scores_and_lists_failures(fake, tmp_path, capsys, monkeypatch):
     server, annotator = fake
+    monkeypatch.setenv("ECAC_VLM_API_KEY", VLM_KEY)
+    monkeypatch.setenv("ECAC_JUDGE_API_KEY", "sk-judge-key-never-sent-here")
     ids = sorted(SAMPLE_ROWS)
     annotator.faults = {
         ids[2]: "toys-broken-once",
@@ -334,7 +337,9 @@ def test_annotate_writes_valid_data_that_scores_and_lists_failures(fake, tmp_pat
         "scene_asked": 30,
     }
     assert report["config"]["prompts"]["caption"] == load_prompt("caption", "zh").identity()
-    assert report["judge"]["model"] == "fake-annotator" and "sk-" not in report_path.read_text()
+    assert report["annotator"]["model"] == "fake-annotator" and report["annotator"]["base_url"] == server.base_url
+    assert server.state.authorizations == {f"Bearer {VLM_KEY}"}  # the VLM's key, to the VLM endpoint only
+    assert not any(VLM_KEY.encode() in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
 
     # What was asked: the evaluation's own caption prompt, the toy schema, repair turns only where broken, and
     # category/area only for the photos that did not give them.
@@ -380,7 +385,7 @@ def test_annotate_writes_valid_data_that_scores_and_lists_failures(fake, tmp_pat
 
 
 def test_annotate_folder_without_structured_output_and_in_english(fake, tmp_path):
-    server, annotator = fake
+    server, _ = fake
     server.state.structured = "reject"  # a server without response_format: asked plainly, parsed the same way
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -499,7 +504,7 @@ def test_review_round_trip_with_one_edited_level(tmp_path, capsys):
     assert table[0] == ["id", "toy", "image", "name", "level", "ground", "aliases", "caption_excerpt"]
     n_toys = sum(len(r["toys"]) for r in rows) + sum(not r["toys"] for r in rows)  # a row for each toyless image
     assert len(table) == 1 + n_toys
-    assert ["'=cmd|' /C calc'!A0"] == [r[3] for r in table if "calc" in r[3]]  # inert in a spreadsheet
+    assert [r[3] for r in table if "calc" in r[3]] == ["'=cmd|' /C calc'!A0"]  # inert in a spreadsheet
 
     # Unchanged: nothing changes but the reviewed flag.
     same = tmp_path / "same.jsonl"
@@ -603,6 +608,8 @@ def test_review_import_errors_name_line_and_column(tmp_path, capsys):
         assert expected in err, expected
     assert not out.exists()  # nothing written
 
+    write_csv(review, [table[0], [rows[0]["id"], "²", "", "积木", "low", "foreground", "", ""]])
+    assert main(argv) == 2 and "review.csv:line 2: column 'toy': '²' is not a toy" in capsys.readouterr().err
     write_csv(review, [["id", "name", "level"]])
     assert main(argv) == 2 and "review.csv:line 1: column '<header>': missing column(s) toy, ground, aliases" in (
         capsys.readouterr().err

@@ -29,7 +29,6 @@ from ecac_bench.llm import LLMClient, ParsedAnswer, complete_parsed, user_messag
 from ecac_bench.prompts import PromptTemplate, load_prompt
 
 LANGS = ("zh", "en")
-STEPS = ("caption", "toys", "scene")
 # How much of a failed answer the failure list keeps (enough to see what went wrong).
 ANSWER_EXCERPT = 300
 

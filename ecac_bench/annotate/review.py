@@ -224,7 +224,7 @@ def import_review(rows: Sequence[Mapping[str, Any]], path: Path) -> ReviewResult
         number = None
         if number_text:
             n_toys = len(record["toys"])
-            if not number_text.isdigit() or not 1 <= int(number_text) <= n_toys:
+            if not (number_text.isascii() and number_text.isdigit()) or not 1 <= int(number_text) <= n_toys:
                 problem(
                     start,
                     "toy",

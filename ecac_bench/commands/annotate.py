@@ -107,6 +107,13 @@ def _with_split(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> 
     return {"fractions": {k: float(v) for k, v in fractions.items()}, "seed": args.seed, "splits": summary}
 
 
+def _llm_fields(client: LLMClient) -> dict[str, Any]:
+    """What the report records about the model and its calls (never the key), the model named as the annotator."""
+    fields = llm_report_fields(client)
+    fields["annotator"] = fields.pop("judge")
+    return fields
+
+
 def _annotate(args: argparse.Namespace) -> int:
     _need(args, "--out")
     if args.split is not None:
@@ -167,7 +174,7 @@ def _annotate(args: argparse.Namespace) -> int:
                 "split": split,
             },
             failures=[f.to_dict() for f in result.failures],
-            **llm_report_fields(client),
+            **_llm_fields(client),
         )
         write_json_atomic(args.json, report)
     if not result.records:
