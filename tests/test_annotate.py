@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from judge_server import JudgeServer
 
 from ecac_bench.annotate.answers import TOYS_SCHEMA, json_alone, parse_caption, parse_scene, parse_toys
@@ -28,7 +30,7 @@ from ecac_bench.annotate.inputs import photos_from_folder, photos_from_jsonl
 from ecac_bench.annotate.review import neutralise, restore
 from ecac_bench.annotate.split import assign_splits, parse_fractions
 from ecac_bench.cli import main
-from ecac_bench.data import SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
+from ecac_bench.data import SAMPLE_DATA, DataValidationError, load_dataset, toy_list_problems, validate_dataset
 from ecac_bench.prompts import load_prompt
 
 SAMPLE_ROWS = {r["id"]: r for r in map(json.loads, SAMPLE_DATA.read_text(encoding="utf-8").splitlines())}
@@ -204,6 +206,35 @@ def test_parse_toys_validates_every_item():
     ]:
         value, problem = parse_toys(text)
         assert value is None and reason in problem, (text, problem)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["low", "high", "foreground", "积木", " ", "\u200b"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["toys", "name", "level", "ground", "aliases", "x"]), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, wrap=st.sampled_from(["{}", "```json\n{}\n```", "<think>x</think>{}", "ok: {}"]))
+def test_parse_toys_never_raises_and_only_accepts_valid_toy_sets(value, wrap):
+    toys, problem = parse_toys(wrap.replace("{}", json.dumps(value, ensure_ascii=False), 1))
+    assert (toys is None) != (problem is None)
+    if toys is not None:
+        assert toy_list_problems(toys) == [] and wrap != "ok: {}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=200))
+def test_hostile_text_is_a_reason_never_an_exception(text):
+    for parse in (parse_toys, parse_scene, parse_caption):
+        value, problem = parse(text)
+        assert (value is None) != (problem is None)  # a value or a reason: never both, never neither
+    value, problem = json_alone(text)
+    assert problem is None or (value is None and isinstance(problem, str))
 
 
 def test_parse_toys_names_at_most_five_problems():
@@ -414,6 +445,8 @@ def test_annotate_refuses_bad_flags_before_sending(fake, tmp_path, capsys):
         (["--images", str(photos), "--out", str(out), "--group-by-folder"], "--group-by-folder: only for a folder"),
         (["--data", str(SAMPLE_DATA)], "give --images, --review-export"),
         (["--images", str(photos), "--out", str(out), "--concurrency", "0"], "--concurrency: must be >= 1"),
+        (["--images", str(photos), "--out", str(tmp_path)], "is a folder; give a file name"),
+        (["--review-export", str(tmp_path), "--data", str(SAMPLE_DATA)], "is a folder; give a file name"),
     ]
     for argv, message in cases:
         assert main(["annotate", *argv, *llm_flags(server, tmp_path / "cache")]) == 2, argv

@@ -83,7 +83,8 @@ def image_reference(image: Path, out_dir: Path) -> str:
     """How a record names its photo: relative to the output's folder when the photo is inside it (the two move
     together), else the absolute path."""
     relative = os.path.relpath(image, out_dir)
-    return Path(relative).as_posix() if not relative.startswith("..") else str(image)
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return str(image) if outside else Path(relative).as_posix()
 
 
 def _failure(photo: Photo, step: str, answer: ParsedAnswer) -> Failure:

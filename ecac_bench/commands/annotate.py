@@ -77,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _need(args: argparse.Namespace, *flags: str) -> None:
+    """The flags are given; the files to write (``--out``, ``--review-export``) are not folders."""
     for flag in flags:
-        if getattr(args, flag.removeprefix("--").replace("-", "_")) is None:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is None:
             raise ValueError(f"{flag}: required here")
+        if flag in ("--out", "--review-export") and value.is_dir():
+            raise ValueError(f"{flag} {value}: is a folder; give a file name")
 
 
 def _reviewed_records(path: Path) -> int:
@@ -184,7 +188,7 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _review_export(args: argparse.Namespace) -> int:
-    _need(args, "--data")
+    _need(args, "--data", "--review-export")
     target = args.review_export
     if target.exists() and not args.overwrite:
         raise ValueError(f"--review-export {target}: exists (a review in progress?); pass --overwrite to replace it")
