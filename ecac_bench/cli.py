@@ -23,6 +23,7 @@ COMMANDS = (
     "utility",
     "balanced",
     "make_qa",
+    "annotate",
 )
 
 

@@ -30,6 +30,8 @@ from ecac_bench.matching import match_plan, normalize_text
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
 GROUNDS: tuple[str, ...] = ("foreground", "background")
 CATEGORIES: tuple[str, ...] = ("outdoor", "classroom", "specialty")
+# The fields a human may have reviewed (a record's optional ``reviewed`` list, written by `annotate --review-import`).
+REVIEWABLE: tuple[str, ...] = ("caption", "category", "area", "toys")
 
 # Stop collecting after this many problems: a broken 250k-line file should not print 250k lines.
 MAX_PROBLEMS = 100
@@ -227,7 +229,7 @@ class _Validator:
             return None
         return value
 
-    def _toy(self, raw: Any, line: int, where: str) -> ToyAnnotation | None:
+    def _toy(self, raw: Any, line: int | None, where: str) -> ToyAnnotation | None:
         if not isinstance(raw, dict):
             self.problem(line, where, f"must be an object, got {type(raw).__name__}")
             return None
@@ -285,7 +287,7 @@ class _Validator:
         self._toy_cache[key] = (toy, mask)
         return toy
 
-    def _check_toy_set(self, toys_raw: list[dict[str, Any]], line: int) -> None:
+    def _check_toy_set(self, toys_raw: list[dict[str, Any]], line: int | None) -> None:
         """An image's toys are a set (the paper: Ω = F ∪ B, F ∩ B = ∅): no normalised name or alias is shared by
         two of them. Each clash is reported once, naming both entries."""
         owner: dict[str, tuple[int, str, str]] = {}  # normalised name -> (toy index, field, raw name)
@@ -320,6 +322,7 @@ class _Validator:
             rec_id, image, category = row["id"], row["image"], row["category"]
             area, caption, toys_raw = row["area"], row["caption"], row["toys"]
             split = row.get("split")
+            reviewed, group = row.get("reviewed"), row.get("group")
             if not (
                 type(rec_id) is str
                 and rec_id
@@ -337,6 +340,8 @@ class _Validator:
                 and not caption.isspace()
                 and (split is None or type(split) is str)
                 and type(toys_raw) is list
+                and (group is None or (type(group) is str and group and not group.isspace()))
+                and (reviewed is None or (type(reviewed) is list and _reviewed_ok(reviewed)))
             ):
                 return None
             cache = self._toy_cache
@@ -384,22 +389,56 @@ class _Validator:
         area = self._string(row, "area", line)
         caption = self._string(row, "caption", line)
         split = self._string(row, "split", line, optional=True)
+        group = self._string(row, "group", line, optional=True)
+        if group is not None and not group.strip():
+            self.problem(line, "group", "is empty (leave it out for an image without a group)")
+        self._reviewed(row.get("reviewed"), line)
         toys_raw = row.get("toys")
-        toys: list[ToyAnnotation] = []
+        toys: list[ToyAnnotation] | None = None
         if toys_raw is None:
             self.problem(line, "toys", "missing (use [] for an image without toys)")
-        elif not isinstance(toys_raw, list):
-            self.problem(line, "toys", f"must be a list, got {type(toys_raw).__name__}")
         else:
-            for j, raw in enumerate(toys_raw):
-                toy = self._toy(raw, line, f"toys[{j}]")
-                if toy is not None:
-                    toys.append(toy)
-            if len(toys) == len(toys_raw):
-                self._check_toy_set(toys_raw, line)
-        if len(self.problems) != n_before or self.truncated:
+            toys = self.toy_list(toys_raw, line)
+        if len(self.problems) != n_before or self.truncated or toys is None:
             return None
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))  # type: ignore[arg-type]
+
+    def _reviewed(self, reviewed: Any, line: int) -> None:
+        if reviewed is None:
+            return
+        if not isinstance(reviewed, list):
+            self.problem(line, "reviewed", f"must be a list, got {type(reviewed).__name__}")
+            return
+        for j, name in enumerate(reviewed):
+            if name not in REVIEWABLE:
+                self.problem(line, f"reviewed[{j}]", f"unknown field {name!r}; expected one of {', '.join(REVIEWABLE)}")
+            elif reviewed.index(name) != j:
+                self.problem(line, f"reviewed[{j}]", f"{name!r} is listed twice")
+
+    def toy_list(self, toys_raw: Any, line: int | None) -> list[ToyAnnotation] | None:
+        """The toys of one record, or None after reporting their problems (see :func:`toy_list_problems`)."""
+        if not isinstance(toys_raw, list):
+            self.problem(line, "toys", f"must be a list, got {type(toys_raw).__name__}")
+            return None
+        toys = [self._toy(raw, line, f"toys[{j}]") for j, raw in enumerate(toys_raw)]
+        if any(toy is None for toy in toys):
+            return None
+        n_before = len(self.problems)
+        self._check_toy_set(toys_raw, line)
+        return toys if len(self.problems) == n_before else None  # type: ignore[return-value]
+
+
+def _reviewed_ok(reviewed: list[Any]) -> bool:
+    """The fast path's check of ``reviewed``: known field names, each once (unhashable junk raises TypeError)."""
+    return len(set(reviewed)) == len(reviewed) and all(name in REVIEWABLE for name in reviewed)
+
+
+def toy_list_problems(toys: Any, file: str = "<toys>", line: int | None = None) -> list[Problem]:
+    """The problems of one record's ``toys`` value exactly as validation reports them (fields ``toys[j].name``,
+    ``toys[j].aliases[k]``, ...; two toys sharing a normalised name included); empty when it is valid."""
+    validator = _Validator(file, Path("."), "line")
+    validator.toy_list(toys, line)
+    return validator.problems
 
 
 def problem_sink(problems: list[Problem], path: Path) -> Callable[[int, str, str], None]:

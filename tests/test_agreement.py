@@ -204,4 +204,6 @@ def test_rank_with_judge_scores(tmp_path, monkeypatch):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["scores"]["judge_score"] for r in rows] == [90, None]
     assert json.loads(report.read_text())["metrics"]["n_judge_score"] == 1
-    assert run(rank_command, "rank", ["--candidates", str(cand_path), "--out", str(out), "--methods", "clip"]) == 2
+    assert run(rank_command, "rank", ["--candidates", str(cand_path), "--out", str(out), "--methods", "bleu"]) == 2
+    with pytest.raises(ValueError, match="--clip-model: required with --methods clip"):
+        run(rank_command, "rank", ["--candidates", str(cand_path), "--out", str(out), "--methods", "clip"])

@@ -92,6 +92,11 @@ def test_lmms_eval_evaluates_an_ecac_document_in_process(tmp_path: Path, monkeyp
     """A fast canary for the class of break that filelock 4 caused: lmms-eval's evaluator itself (not only its
     imports) runs one ECAC document end to end, so `make drift` (fast tests only) catches such a release."""
     from judge_server import JudgeServer
+    from PIL import ImageFile
+
+    # lmms-eval sets PIL's process-wide ImageFile.LOAD_TRUNCATED_IMAGES = True when imported; restored after this
+    # test so that the tests after it (tests/test_llm_images.py: a truncated photo is an error) see PIL's default.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", ImageFile.LOAD_TRUNCATED_IMAGES)
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 

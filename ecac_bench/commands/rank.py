@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from ecac_bench.agreement import load_candidates
+from ecac_bench.clip_ranker import add_clip_args, clip_scores
 from ecac_bench.commands._common import add_data_args, add_match_args, console, file_identity, load_data, match_config
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
 from ecac_bench.generations import N_FAILED_KEY, generation_failure
@@ -19,11 +20,13 @@ from ecac_bench.matching import ToyMatcher
 from ecac_bench.metrics import toy_reward
 from ecac_bench.report import build_report, write_bytes_atomic, write_json_atomic
 
-METHODS = ("reward", "judge_score")
+METHODS = ("reward", "judge_score", "clip")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("rank", help="score candidate captions per caption (reward R(C), judge score)")
+    parser = subparsers.add_parser(
+        "rank", help="score candidate captions per caption (reward R(C), judge score, CN-CLIP similarity)"
+    )
     add_data_args(parser)
     parser.add_argument(
         "--candidates", type=Path, required=True, help='JSONL {"id", "caption_id", "caption"} (K rows per image)'
@@ -35,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_match_args(parser)
     parser.add_argument("--lang", choices=LANGS, default="zh", help="judge prompt language (default zh)")
     add_llm_args(parser, parse_retries=2)
+    add_clip_args(parser)
     parser.add_argument("--json", type=Path, default=None, help="also write a JSON report (means per method)")
     parser.set_defaults(func=run)
 
@@ -61,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         for _, row, c in scored:
             row["reward"] = toy_reward(dataset.by_id[c.id].toys, c.caption, matcher)
         config.update(match.describe())
+    if "clip" in methods:  # before the judge: a wrong --clip-model stops the run before anything is paid
+        values, config["clip"] = clip_scores(args, [(dataset.by_id[c.id].image, c.caption) for _, _, c in scored])
+        for (_, row, _), value in zip(scored, values, strict=True):
+            row["clip"] = value  # None where the image cannot be read: `agree` leaves that image out
     if "judge_score" in methods:
         inputs = [JudgeInput(c.id, c.caption, dataset.by_id[c.id].image, i) for i, _, c in scored]
         client = LLMClient.from_settings(settings)
