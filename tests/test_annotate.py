@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from judge_server import JudgeServer
 
-from ecac_bench.annotate.answers import TOYS_SCHEMA, json_alone, parse_caption, parse_scene, parse_toys
+from ecac_bench.annotate.answers import TOYS_SCHEMA, parse_caption, parse_scene, parse_toys
 from ecac_bench.annotate.inputs import photos_from_folder, photos_from_jsonl
 from ecac_bench.annotate.review import neutralise, restore
 from ecac_bench.annotate.split import assign_splits, parse_fractions
@@ -153,25 +153,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 # -- strict answers ------------------------------------------------------------------------------------------
 
 
-def test_json_alone_takes_one_value_after_one_think_block_or_fence():
-    assert json_alone('{"toys": []}') == ({"toys": []}, None)
-    assert json_alone('<think>hm {"x": 1}</think>\n {"toys": []} ') == ({"toys": []}, None)
-    assert json_alone('```json\n{"toys": []}\n```') == ({"toys": []}, None)
-    assert json_alone('<think>a</think>```\n{"toys": []}\n```') == ({"toys": []}, None)
-    for text, reason in [
-        ('Here you go: {"toys": []}', "not a JSON value alone"),
-        ('{"toys": []} Hope this helps!', "not a JSON value alone"),
-        ('```json\n{"toys": []}\n``` and more', "code fence"),
-        ('```python\n{"toys": []}\n```', "a code fence of 'python'"),
-        ('```json {"toys": []}```', "code fence"),
-        ('<think>never closed {"toys": []}', "not closed"),
-        ("<think>x</think>", "empty answer"),
-        ('```json\n{"toys": []}\n```\n```json\n{"toys": []}\n```', "not a JSON value alone"),  # two fences
-        ("{“toys”: []}", "not a JSON value alone"),  # typographic quotes are not JSON
-        ('{"toys": [NaN]}', "not a JSON value alone"),
-    ]:
-        value, problem = json_alone(text)
-        assert value is None and reason in problem, text
+def test_toy_answers_are_read_by_the_projects_strict_reader():
+    """The annotator reads its JSON through ecac_bench.llm.parsing.json_answer (pinned in test_llm_parsing): the
+    value alone, a reasoning block and one enclosing fence aside."""
+    assert parse_toys('{"toys": []}') == ([], None)
+    assert parse_toys('<think>hm {"x": 1}</think>\n {"toys": []} ') == ([], None)
+    assert parse_toys('```json\n{"toys": []}\n```') == ([], None)
+    for text in (
+        'Here you go: {"toys": []}',
+        '{"toys": []} Hope this helps!',
+        '```json\n{"toys": []}\n``` and more',
+        "<think>x</think>",
+        '{"toys": [NaN]}',
+    ):
+        value, problem = parse_toys(text)
+        assert value is None and problem, text
 
 
 def toy(name: str, level: str = "low", ground: str = "foreground", **extra: Any) -> dict[str, Any]:
@@ -233,8 +229,6 @@ def test_hostile_text_is_a_reason_never_an_exception(text):
     for parse in (parse_toys, parse_scene, parse_caption):
         value, problem = parse(text)
         assert (value is None) != (problem is None)  # a value or a reason: never both, never neither
-    value, problem = json_alone(text)
-    assert problem is None or (value is None and isinstance(problem, str))
 
 
 def test_parse_toys_names_at_most_five_problems():

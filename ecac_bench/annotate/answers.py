@@ -1,9 +1,10 @@
 """Reading the annotator's answers, strictly: a caption, the toy list, the scene (category and area).
 
-A structured answer must be the JSON value alone: one ``<think>...</think>`` block before it and one code fence
-around it are removed, nothing else is. Every item is checked against the data format's rules (ecac_bench.data:
-level and ground vocabulary, a visible name, an image's toys a set); the first problems found are the reason given
-in the repair turn, and an answer that stays broken is a failure, never a record with made-up toys.
+A structured answer must be the JSON value alone, read by the project's one strict reader
+(``ecac_bench.llm.parsing.json_answer``: a reasoning block before it and one code fence around it aside). Every item
+is checked against the data format's rules (ecac_bench.data: level and ground vocabulary, a visible name, an image's
+toys a set); the first problems found are the reason given in the repair turn, and an answer that stays broken is a
+failure, never a record with made-up toys.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from ecac_bench.data import CATEGORIES, GROUNDS, LEVELS, has_visible_character, toy_list_problems
 from ecac_bench.llm import JsonSchema
+from ecac_bench.llm.parsing import json_answer, object_schema
 
 TOY_KEYS = ("name", "level", "ground", "aliases")
 # Problems named in one repair turn: enough to fix an answer, short enough for the prompt.
@@ -22,46 +22,25 @@ MAX_REASONS = 5
 
 # The toy answer's JSON schema (response_format where the server supports it). An object at the root, as OpenAI's
 # strict structured output requires; every key required there, so `aliases` is [] when a toy has none.
-TOYS_SCHEMA = JsonSchema(
-    "ecac_toys",
-    {
-        "type": "object",
-        "properties": {
-            "toys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "level": {"type": "string", "enum": list(LEVELS)},
-                        "ground": {"type": "string", "enum": list(GROUNDS)},
-                        "aliases": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "required": list(TOY_KEYS),
-                    "additionalProperties": False,
-                },
-            }
-        },
-        "required": ["toys"],
-        "additionalProperties": False,
+TOY_ITEM = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "level": {"type": "string", "enum": list(LEVELS)},
+        "ground": {"type": "string", "enum": list(GROUNDS)},
+        "aliases": {"type": "array", "items": {"type": "string"}},
     },
-)
+    "required": list(TOY_KEYS),
+    "additionalProperties": False,
+}
+TOYS_SCHEMA = object_schema("ecac_toys", {"toys": {"type": "array", "items": TOY_ITEM}})
 
 
 def scene_schema(categories: Sequence[str] = CATEGORIES) -> JsonSchema:
     """The scene answer's schema: ``category`` from ``categories`` (the given one when the input has it), ``area``
     free text."""
-    return JsonSchema(
-        "ecac_scene",
-        {
-            "type": "object",
-            "properties": {
-                "category": {"type": "string", "enum": list(categories)},
-                "area": {"type": "string"},
-            },
-            "required": ["category", "area"],
-            "additionalProperties": False,
-        },
+    return object_schema(
+        "ecac_scene", {"category": {"type": "string", "enum": list(categories)}, "area": {"type": "string"}}
     )
 
 
@@ -74,28 +53,6 @@ def without_think(text: str) -> tuple[str | None, str | None]:
             return None, "a <think> block is not closed"
         text = text[end + len("</think>") :].strip()
     return text, None
-
-
-def json_alone(text: str) -> tuple[Any, str | None]:
-    """(value, None) when the answer is one JSON value and nothing else, after removing one leading ``<think>``
-    block and one code fence (```` ``` ```` or ```` ```json ````) around the whole of it; else (None, reason)."""
-    body, problem = without_think(text)
-    if body is None:
-        return None, problem
-    if body.startswith("```"):
-        newline = body.find("\n")
-        if newline == -1 or not body.endswith("```") or len(body) < newline + 4:
-            return None, "a code fence that is not closed, or not on lines of its own"
-        info = body[3:newline].strip()
-        if info not in ("", "json"):
-            return None, f"a code fence of {info!r}, not json"
-        body = body[newline + 1 : -3].strip()
-    if not body:
-        return None, "empty answer"
-    try:
-        return orjson.loads(body), None
-    except orjson.JSONDecodeError:
-        return None, "not a JSON value alone (invalid JSON, or text around it)"
 
 
 def parse_caption(text: str) -> tuple[str | None, str | None]:
@@ -118,7 +75,7 @@ def parse_toys(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:
     and aliases stripped of surrounding whitespace, empty ``aliases`` left out), or (None, reason): not that object
     alone, an unknown key, a level or ground outside the vocabulary, a name without a visible character, two toys
     sharing a normalised name or alias."""
-    value, problem = json_alone(text)
+    value, problem = json_answer(text)
     if problem is not None:
         return None, problem
     if not isinstance(value, dict) or list(value) != ["toys"]:
@@ -153,7 +110,7 @@ def parse_toys(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:
 def parse_scene(text: str, categories: Sequence[str] = CATEGORIES) -> tuple[dict[str, str] | None, str | None]:
     """``{"category", "area"}`` with a category from ``categories`` and a visible area (stripped), or (None,
     reason)."""
-    value, problem = json_alone(text)
+    value, problem = json_answer(text)
     if problem is not None:
         return None, problem
     if not isinstance(value, dict) or sorted(value) != ["area", "category"]:
