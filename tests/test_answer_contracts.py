@@ -242,6 +242,7 @@ TEMPLATES: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "utility_answer": ({"letters": "ABC", "with_image": False}, {"caption": "description", "question": "question"}),
     "utility_answer blind": ({"letters": "ABC", "with_image": False, "caption": None}, {"question": "question"}),
     "utility_answer image": ({"letters": "ABC", "with_image": True, "caption": ""}, {"question": "question"}),
+    "annotate_scene": ({"category": "classroom"}, {"area": "area"}),
 }
 
 
