@@ -36,11 +36,13 @@ def extra_venv(tmp_path_factory: pytest.TempPathFactory):
     def make(extra: str) -> Path:
         if extra not in made:
             venv = tmp_path_factory.mktemp(f"venv-{extra}")
-            env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+            # --python names the target: make exports UV_PYTHON (the project's .venv), which would win over VIRTUAL_ENV.
+            env = {**{k: v for k, v in os.environ.items() if k != "UV_PYTHON"}, "VIRTUAL_ENV": str(venv)}
+            python = str(venv / "bin" / "python")
             for cmd in (
                 [str(UV_BIN), "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
-                [str(UV_BIN), "pip", "install", "-q", *_torch_source(), "-c", str(LOCK), "-e", f"{REPO}[{extra}]"],
-                [str(venv / "bin" / "python"), str(REPO / "tools" / "fix_torchvision.py")],
+                [str(UV_BIN), "pip", "install", "-q", "--python", python, *_torch_source(), "-c", str(LOCK), "-e", f"{REPO}[{extra}]"],
+                [python, str(REPO / "tools" / "fix_torchvision.py")],
             ):
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
                 assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"

@@ -18,7 +18,6 @@ from tools.drift import Failure, Move, junit_failures, moves, report, suspects
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "requirements" / "lock.txt"
-UV = Path(sys.executable).with_name("uv")
 # The project itself and the venv's own installer are not in the lock.
 NOT_LOCKED = {"ecac-bench", "pip"}
 

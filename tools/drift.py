@@ -154,12 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report(moved, []))
         return 0
     # ECAC_DRIFT: the one test that checks the environment IS the lock knows this one is not, on purpose.
-    env = {**os.environ, "VIRTUAL_ENV": str(venv), "ECAC_DRIFT": "1"}
+    # --python names the target: make exports UV_PYTHON (the project's .venv), which would win over VIRTUAL_ENV.
+    env = {**{k: v for k, v in os.environ.items() if k != "UV_PYTHON"}, "VIRTUAL_ENV": str(venv), "ECAC_DRIFT": "1"}
     python = str(venv / "bin" / "python")
     steps = [
         [uv, "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
-        [uv, "pip", "sync", "-q", *_torch_source(), str(newest_file)],
-        [uv, "pip", "install", "-q", "--no-deps", "-e", str(REPO)],
+        [uv, "pip", "sync", "-q", "--python", python, *_torch_source(), str(newest_file)],
+        [uv, "pip", "install", "-q", "--python", python, "--no-deps", "-e", str(REPO)],
         [python, str(REPO / "tools" / "fix_torchvision.py")],
     ]
     for step in steps:
