@@ -1,0 +1,109 @@
+"""Making CapRL questions for a dataset (``ecac-bench make-qa``): a data tool, not a metric.
+
+A VLM writes multiple-choice questions per image (``prompts/qa_generate.<lang>.j2``); the quality filter keeps a
+question when the VLM *with the image* answers it correctly in at least ``pass_visual_min`` of the shuffled rounds
+and the LLM *without any caption* in at most ``pass_textual_max`` (a question answerable blind leaks its answer).
+The questions then feed ``ecac-bench utility`` (``ecac_bench.utility``, docs/sibling_metrics.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ecac_bench.data import EcacDataset, Problem
+from ecac_bench.llm import LLMClient, complete_parsed, json_in_answer, user_message
+from ecac_bench.prompts import load_prompt
+from ecac_bench.utility import QAItem, RoundOutcome, answer_rounds, qa_item_from_row, shuffle_rounds
+
+
+@dataclass(frozen=True)
+class FilterDecision:
+    item: QAItem
+    visual_accuracy: float | None
+    blind_accuracy: float | None
+    kept: bool
+
+
+def _accuracy_by_question(outcomes: Sequence[RoundOutcome]) -> dict[int, float | None]:
+    by_q: dict[int, list[bool]] = {}
+    for o in outcomes:
+        if o.error is None:
+            by_q.setdefault(o.question_index, []).append(o.is_correct)
+    return {q: sum(v) / len(v) if v else None for q, v in by_q.items()}
+
+
+async def filter_questions(
+    client: LLMClient,
+    vlm: LLMClient,
+    items: Sequence[QAItem],
+    images: Mapping[str, Path],
+    *,
+    rounds: int = 4,
+    seed: int = 0,
+    lang: str = "zh",
+    pass_visual_min: float = 0.75,
+    pass_textual_max: float = 0.25,
+) -> list[FilterDecision]:
+    """Keep questions the VLM answers with the image and the LLM cannot answer blind (thresholds on accuracy)."""
+    shuffled = shuffle_rounds(items, rounds, seed, lang)
+    visual = _accuracy_by_question(
+        await answer_rounds(vlm, shuffled, context={}, images=images, lang=lang, desc="qa filter (image)")
+    )
+    blind = _accuracy_by_question(
+        await answer_rounds(client, shuffled, context=None, lang=lang, desc="qa filter (blind)")
+    )
+    decisions = []
+    for qi, item in enumerate(items):
+        v, b = visual.get(qi), blind.get(qi)
+        kept = v is not None and b is not None and v >= pass_visual_min and b <= pass_textual_max
+        decisions.append(FilterDecision(item, v, b, kept))
+    return decisions
+
+
+def parse_generated_questions(text: str, image_id: str) -> tuple[list[QAItem] | None, str | None]:
+    """Questions from a VLM's ``make-qa`` answer: a JSON list of {question, options, answer}, fenced or not."""
+    data = json_in_answer(text, "[")
+    if not isinstance(data, list):
+        return None, "no JSON list found"
+    problems: list[Problem] = []
+    items = [
+        item
+        for i, row in enumerate(data)
+        if (
+            item := qa_item_from_row(
+                {**row, "id": image_id} if isinstance(row, dict) else row, "answer", i + 1, problems
+            )
+        )
+        is not None
+    ]
+    if not items:
+        return None, "; ".join(str(p) for p in problems[:3]) or "empty list"
+    return items, None
+
+
+async def generate_questions(
+    vlm: LLMClient, dataset: EcacDataset, *, per_image: int = 5, lang: str = "zh", retries: int = 2
+) -> tuple[list[QAItem], dict[str, str]]:
+    """Ask the VLM for ``per_image`` questions per image; returns the questions and, per failed image, why."""
+    prompt = load_prompt("qa_generate", lang)
+    repair = load_prompt("qa_generate_repair", lang)
+    records = list(dataset)
+    answers = await complete_parsed(
+        vlm,
+        ([user_message(prompt.render(n=per_image, area=r.area), [r.image])] for r in records),
+        lambda text: parse_generated_questions(text, "?"),  # ids are set per image below
+        lambda problem: repair.render(problem=problem, n=per_image),
+        version=f"{prompt.tag}+{repair.tag}",
+        retries=retries,
+        desc="make-qa",
+    )
+    items: list[QAItem] = []
+    failed: dict[str, str] = {}
+    for record, answer in zip(records, answers, strict=True):
+        if answer.ok:
+            items.extend(replace(item, id=record.id) for item in answer.value[:per_image])
+        else:
+            failed[record.id] = answer.error or "no questions"
+    return items, failed
