@@ -542,5 +542,6 @@ def load_dataset(path: str | Path | None = None, split: str | None = None) -> Ec
         if not records:
             found = sorted(Counter(r.split for r in _parse(resolved)[0]).keys(), key=str)
             raise ValueError(f"{resolved}: no record has split {split!r} (splits present: {found})")
-    name = SAMPLE_NAME if resolved == SAMPLE_DATA else (resolved.stem if not resolved.is_dir() else resolved.name)
+    is_sample = resolved.resolve() == SAMPLE_DATA.resolve()
+    name = SAMPLE_NAME if is_sample else (resolved.stem if not resolved.is_dir() else resolved.name)
     return EcacDataset(records, resolved, name, split)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Direction = Literal["higher", "lower", "none"]  # "none": not a ranking direction (counts, spreads, averages)
-Table = Literal["main", "fine", "siblings", "details", "none"]  # the leaderboard table that shows the metric
+Table = Literal["main", "fine", "siblings", "none"]  # the leaderboard table that shows the metric
 Unit = Literal["percent", "reward", "score", "count", "names", "coefficient"]
 
-LEADERBOARD_TABLES: tuple[Table, ...] = ("main", "fine", "siblings", "details")
+LEADERBOARD_TABLES: tuple[Table, ...] = ("main", "fine", "siblings")
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ _add(
     "judge",
     [
         ("judge_score", "Judge score", _PCT, "higher", "main", True, "mean judge score of the scored captions"),
-        ("judge_score_std", "Judge score std", ("score", 0.0, 50.0), "none", "details", False, "population std"),
+        ("judge_score_std", "Judge score std", ("score", 0.0, 50.0), "none", "fine", False, "population std"),
         ("n", "captions scored", _COUNT, "none", "none", False, ""),
         ("n_failed", "captions failed", _COUNT, "none", "none", False, "no score after every repair turn"),
     ],
@@ -225,7 +225,7 @@ register_kind(
         "toy-precision",
         "toy precision",
         "toy_precision",
-        ("caption_prompt", "match", "precision_match", "extractor"),
+        ("caption_prompt", "match", "precision_match", "extractor", "judge"),
         ("ecac_toy_precision", "ecac_toy_precision_en"),
     )
 )

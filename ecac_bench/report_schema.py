@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -44,8 +44,15 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # How deep a JSON value may nest before a reader refuses it (reports are a few levels deep).
 MAX_DEPTH = 24
 
-NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
 Number = StrictInt | StrictFloat
+Count = Annotated[StrictInt, Field(ge=0, le=10**12)]
 Json = str | int | float | bool | None | list[Any] | dict[str, Any]
 Interval = tuple[Number, Number]
 
@@ -76,7 +83,7 @@ class DatasetIdentity(_Model):
     name: NonEmpty
     path: str | None = None
     split: str | None = None
-    size: Annotated[int, Field(ge=0)]
+    size: Count
     sha256: Sha256
 
 
@@ -112,9 +119,9 @@ class Protocol(_Model):
 
 class CIConfig(_Model):
     method: NonEmpty
-    n_boot: Annotated[int, Field(ge=1)]
-    seed: int
-    level: Annotated[float, Field(gt=0, lt=1)]
+    n_boot: Annotated[StrictInt, Field(ge=1, le=10**9)]
+    seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64)]
+    level: Annotated[StrictFloat, Field(gt=0, lt=1)]
 
 
 class FileIdentity(_Model):
@@ -143,9 +150,9 @@ class LmmsSignature(SignedFields):
 
 
 class BreakdownGroup(_Model):
-    images: Annotated[int, Field(ge=0)]
+    images: Count
     metrics: dict[str, Number | None]
-    metric_images: dict[str, Annotated[int, Field(ge=0)]]
+    metric_images: dict[str, Count]
 
 
 class Report(_Model):
@@ -168,7 +175,7 @@ class Report(_Model):
     predictions: FileIdentity | None = None
     inputs: dict[str, FileIdentity] = {}  # other input files: questions, candidates, scores, human rankings
     outputs: dict[str, str] = {}  # files the command wrote besides the report (per-caption scores)
-    failures: dict[str, Annotated[int, Field(ge=0)]] = {}
+    failures: dict[str, Count] = {}
     judge: dict[str, Json] | None = None  # the judge client as described by ecac_bench.llm (no key)
     vlm: dict[str, Json] | None = None
     usage: dict[str, Json] | None = None
@@ -337,14 +344,25 @@ def json_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def validation_message(error: Any) -> str:
-    """One line per problem of a pydantic ValidationError: ``field.path: message``."""
+def field_path(loc: Sequence[Any]) -> str:
+    """``entries[0].citation.key`` from pydantic's ``("entries", 0, "citation", "key")``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_message(error: Any, limit: int = 3) -> str:
+    """The first problems of a pydantic ValidationError, ``field.path: message`` each (what a person fixes)."""
     lines = []
-    for problem in error.errors(include_url=False):
-        where = ".".join(str(p) for p in problem["loc"]) or "<report>"
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}")
-    return "; ".join(lines)
+    for problem in error.errors(include_url=False)[:limit]:
+        where = field_path([p for p in problem["loc"] if not str(p).startswith(("function-", "union["))])
+        message = "missing" if problem["type"] == "missing" else problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where or '<top level>'}: {message}")
+    more = error.error_count() - limit
+    return "; ".join(lines) + (f" (and {more} more)" if more > 0 else "")
 
 
 # ----------------------------------------------------------------------------------------------- identities
