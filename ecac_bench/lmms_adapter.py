@@ -67,7 +67,8 @@ def ecac_dataset() -> EcacDataset:
 # --- per-document payloads ---------------------------------------------------------------------------------------
 
 _DOC_FIELDS = {"image": "image_path", "reference": "caption"}  # payload field -> document field
-# What each kind's payload carries besides the caption (TTS scores the caption at once instead).
+# What each kind's payload carries besides the caption (TTS scores the caption at once instead; another kind gets
+# the caption alone).
 _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "judge": ("image",),
     "toy-precision": (),
@@ -99,7 +100,7 @@ def process_results(kind: str, prompt: str, lang: str) -> Callable[[dict[str, An
 
                 payload.update(score_image(ecac_dataset().by_id[doc["id"]], [caption]).to_dict())
             else:
-                payload |= {"caption": caption, **{f: doc[_DOC_FIELDS[f]] for f in _KIND_FIELDS[kind]}}
+                payload |= {"caption": caption, **{f: doc[_DOC_FIELDS[f]] for f in _KIND_FIELDS.get(kind, ())}}
         return dict.fromkeys(keys, payload)
 
     return process
