@@ -44,6 +44,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # How deep a JSON value may nest before a reader refuses it (reports are a few levels deep).
 MAX_DEPTH = 24
 
+
 def _non_empty(value: str) -> str:
     if not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")

@@ -21,7 +21,12 @@ def test_score_defaults_write_a_complete_report(tmp_path, capsys):
     assert report["dataset"]["name"] == "ecac-sample" and report["dataset"]["size"] == len(load_dataset())
     assert report["coverage"]["metric_images"]["tts"] > 0
     assert set(report["breakdown"]) == {"category", "area"} and set(report["ci"]) == {*expected.metrics}
-    assert report["ci_config"] == {"method": "percentile bootstrap over images", "n_boot": 200, "seed": 0, "level": 0.95}
+    assert report["ci_config"] == {
+        "method": "percentile bootstrap over images",
+        "n_boot": 200,
+        "seed": 0,
+        "level": 0.95,
+    }
     assert report["config"]["match"] == "exact" and report["schema_version"] == 2
     out_text = capsys.readouterr().out
     assert "tts_fl" in out_text and f"signature: {report['signature']}" in out_text

@@ -109,7 +109,7 @@ def test_every_command_writes_a_schema_2_report(tmp_path: Path) -> None:
             json.dumps({"id": r["id"], "caption_id": str(k), "caption": c}) + "\n"
             for r in SAMPLE_ROWS[:6]
             for k, c in enumerate(["x", r["caption"]])
-        )  # fmt: skip
+        )
     )
     scores, rank_json = tmp_path / "s.jsonl", tmp_path / "rank.json"
     assert main(["rank", "--candidates", str(candidates), "--out", str(scores), "--json", str(rank_json)]) == 0
@@ -120,7 +120,7 @@ def test_every_command_writes_a_schema_2_report(tmp_path: Path) -> None:
             json.dumps({"id": r["id"], "caption_id": str(k), "ranks": [2 - k]}) + "\n"
             for r in SAMPLE_ROWS[:6]
             for k in range(2)
-        )  # fmt: skip
+        )
     )
     agree_json = tmp_path / "agree.json"
     assert main(["agree", "--human", str(human), "--scores", str(scores), "--json", str(agree_json)]) == 0
@@ -159,7 +159,7 @@ def test_signature_format_and_escaping() -> None:
         Report.model_validate(forged)
     with pytest.raises(ValueError, match="give both"):
         Report.model_validate({**report, "ci": None})
-    with pytest.raises(ValueError, match="ci.judge_score_std: judge_score_std has no confidence interval"):
+    with pytest.raises(ValueError, match=r"ci\.judge_score_std: judge_score_std has no confidence interval"):
         Report.model_validate({**report, "ci": {"judge_score_std": [1.0, 2.0]}})
 
 
@@ -172,7 +172,7 @@ VALID = build_report(
     metrics={
         k: 50.0 for k in ("tts", "tts_l", "tts_m", "tts_h", "tts_fl", "tts_fm", "tts_fh", "tts_bl", "tts_bm", "tts_bh")
     }
-    | {"reward": 1.0},  # fmt: skip
+    | {"reward": 1.0},
     protocol={"match": "exact"},
     date="2026-11-20",
 )
