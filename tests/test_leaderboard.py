@@ -732,3 +732,90 @@ def test_results_file_written_by_lmms_evals_own_tracker(tmp_path):
     assert row.model == "Qwen/Qwen2.5-VL-7B-Instruct" and row.date == "2026-11-24"
     assert row.metrics["tts"] == 41.25 and board.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
     assert row.provenance[0].origin == "lmms/Qwen__Qwen2.5-VL-7B-Instruct/20261124_093015_results.json"
+
+
+# ---------------------------------------------------------------------------------------------- the board rule, CIs
+
+
+def with_ci(report: dict, tts_ci: tuple[float, float]) -> dict:
+    keys = [*SCORE_KEYS, "reward"]
+    return build_report(
+        report["kind"],
+        model=report["model"],
+        dataset=report["dataset"],
+        metrics=report["metrics"],
+        protocol=report["protocol"],
+        ci={k: list(tts_ci) if k == "tts" else None for k in keys},
+        ci_config={"method": "percentile bootstrap over images", "n_boot": 1000, "seed": 0, "level": 0.95},
+        date=report["date"],
+    )
+
+
+def test_another_caption_prompt_ranks_separately_on_the_same_board_labelled(tmp_path):
+    runs = tmp_path / "runs"
+    toys = {"id": "caption_toys.zh@1", "sha256": "d" * 64}
+    write(runs / "a.json", score_report("A", 40.0))
+    write(runs / "b.json", score_report("B", 30.0))
+    write(runs / "c.json", score_report("C", 90.0, prompt=toys))  # teaches to the test: never ranked with A and B
+    (board,) = build(tmp_path, runs).boards
+    main, apart = board.rankings
+    assert [(r.display_name, r.rank) for r in main.rows] == [("A", 1), ("B", 2)] and main.label == ""
+    assert [(r.display_name, r.rank) for r in apart.rows] == [("C", 1)]
+    assert apart.label == "caption prompt: caption_toys.zh@1#dddddddd"
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "Ranked separately: caption prompt: caption_toys.zh@1#dddddddd" in page
+    rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))["boards"][0]["rows"]
+    assert [(r["display_name"], r["ranking"], r["rank"]) for r in rows] == [
+        ("A", "main", 1),
+        ("B", "main", 2),
+        ("C", "caption prompt: caption_toys.zh@1#dddddddd", 1),
+    ]
+
+
+def test_overlapping_cis_are_marked_not_separable_and_reported_rows_have_none(tmp_path):
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(runs / "a.json", with_ci(score_report("A", 50.0), (45.0, 55.0)))
+    write(runs / "b.json", with_ci(score_report("B", 48.0), (43.0, 53.0)))
+    write(runs / "c.json", with_ci(score_report("C", 20.0), (15.0, 25.0)))
+    write(
+        base / "p.json",
+        {
+            "entries": [
+                {
+                    "source": "reported",
+                    "citation": {"key": "p", "text": "P"},
+                    "table": "T1",
+                    "model": "R",
+                    "params_b": 1,
+                    "dataset": {"name": "ecac-sample", "split": "test", "size": 40, "sha256": SHA_A},
+                    "metrics": {"tts": 41.0},
+                }
+            ]
+        },
+    )
+    (board,) = build(tmp_path, runs, [base]).boards
+    rows = {r.display_name: r for r in board.rows}
+    assert rows["A"].not_separable_from == ["B"] and rows["B"].not_separable_from == ["A"]
+    assert rows["C"].not_separable_from == [] and rows["A"].ci == {"tts": (45.0, 55.0)}
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'title="95% CIs of TTS overlap with: B"' in page and "95% CI 45.00–55.00" in page
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    by_name = {r["display_name"]: r for r in data["boards"][0]["rows"]}
+    assert by_name["A"]["ci"]["tts"] == [45.0, 55.0] and by_name["R"]["ci"] is None
+    csv_rows = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()
+    header = csv_rows[0].split(",")
+    a_row = next(line.split(",") for line in csv_rows if ",A," in line)
+    assert a_row[header.index("tts_ci_low")] == "45.0" and a_row[header.index("not_separable_from")] == "B"
+
+
+def test_the_sample_note_follows_the_data_not_the_file_name(tmp_path):
+    sample = load_dataset()
+    runs = tmp_path / "runs"
+    write(runs / "copy.json", score_report("A", 40.0, {**sample.describe(), "name": "my-copy"}))
+    write(runs / "other.json", score_report("B", 40.0, {**SAMPLE_DS, "name": "ecac-sample", "sha256": SHA_B}))
+    boards = {b.dataset.name: b for b in build(tmp_path, runs).boards}
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    sections = page.split('<section class="card board"')[1:]
+    note = "The bundled sample is small and synthetic"
+    assert {"my-copy", "ecac-sample"} == set(boards)
+    assert [note in s for s in sections] == [b.dataset.name == "my-copy" for b in build(tmp_path, runs).boards]
