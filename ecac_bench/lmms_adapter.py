@@ -21,7 +21,9 @@ How a task's numbers are made, per report kind (``ecac_bench.registry``):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -130,7 +132,6 @@ class Measured:
     protocol: dict[str, Any]
 
 
-Payloads = tuple[tuple[tuple[str, Any], ...], ...]  # the successful payloads, hashable (for the cache)
 Measure = Callable[[list[dict[str, Any]], str], Measured]
 
 
@@ -209,28 +210,21 @@ def _measure_balanced(items: list[dict[str, Any]], lang: str) -> Measured:
     return Measured(aggregate_balanced(scored).stats, {"judge": judge})
 
 
+# Where each built-in kind's estimator lives (imported when a task of the kind aggregates).
+_ESTIMATORS = {
+    "score": ("ecac_bench.metrics", "TTS"),
+    "judge": ("ecac_bench.judge", "JUDGE"),
+    "toy-precision": ("ecac_bench.toy_precision", "TOY_PRECISION"),
+    "utility": ("ecac_bench.utility", "UTILITY"),
+    "balanced": ("ecac_bench.balanced", "BALANCED"),
+}
+
+
 def _estimator(kind: str) -> Estimator:
-    if kind == "score":
-        from ecac_bench.metrics import TTS
-
-        return TTS
-    if kind == "judge":
-        from ecac_bench.judge import JUDGE
-
-        return JUDGE
-    if kind == "toy-precision":
-        from ecac_bench.toy_precision import TOY_PRECISION
-
-        return TOY_PRECISION
-    if kind == "utility":
-        from ecac_bench.utility import UTILITY
-
-        return UTILITY
-    if kind == "balanced":
-        from ecac_bench.balanced import BALANCED
-
-        return BALANCED
-    return _EXTENSIONS[kind][0]
+    if kind in _EXTENSIONS:
+        return _EXTENSIONS[kind][0]
+    module, name = _ESTIMATORS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 _MEASURES: dict[str, Measure] = {
@@ -266,21 +260,32 @@ def _n_boot() -> int:
     return int(raw)
 
 
-def _freeze(items: list[dict[str, Any]]) -> Payloads:
-    return tuple(tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in item.items())) for item in items)
-
-
 @dataclass(frozen=True)
 class TaskResult:
     result: MetricResult
     signature: dict[str, Any]
     n_failed: int
+    items: list[dict[str, Any]]  # held, so that no payload of a cached key is freed and its id reused
 
 
-@lru_cache(maxsize=16)
-def _evaluate(kind: str, payloads: Payloads, n_boot: int, environment: tuple[str | None, ...]) -> TaskResult:
-    """Measure once per (kind, payloads, options): lmms-eval calls one aggregation per metric with the same items."""
-    items = [{k: list(v) if isinstance(v, tuple) else v for k, v in payload} for payload in payloads]
+# lmms-eval calls one aggregation per metric, each with a list of the *same* payload objects (process_results puts
+# one payload under every key): a run is measured once, keyed by the identities of its payloads.
+_RESULTS: OrderedDict[tuple[Any, ...], TaskResult] = OrderedDict()
+_RESULTS_KEPT = 8
+
+
+def _evaluate_once(kind: str, items: list[dict[str, Any]], n_boot: int) -> TaskResult:
+    environment = tuple(os.environ.get(v) for v in (ENV_DATA, ENV_SPLIT, ENV_TOY_EXTRACTOR, ENV_QA))
+    key = (kind, tuple(map(id, items)), n_boot, environment)
+    if key not in _RESULTS:
+        _RESULTS[key] = _evaluate(kind, items, n_boot)
+        while len(_RESULTS) > _RESULTS_KEPT:
+            _RESULTS.popitem(last=False)
+    return _RESULTS[key]
+
+
+def _evaluate(kind: str, items: list[dict[str, Any]], n_boot: int) -> TaskResult:
+    """The kind's statistics of the successful payloads, its metrics and CIs, and the task's signature."""
     ok = successful(items)
     (lang,) = {item["lang"] for item in items} or {"zh"}
     ((prompt, _),) = {(item["prompt"], item["lang"]) for item in items} or {(DEFAULT_PROMPT, lang)}
@@ -288,7 +293,7 @@ def _evaluate(kind: str, payloads: Payloads, n_boot: int, environment: tuple[str
     config = BootstrapConfig(n_boot) if n_boot else None
     result = evaluate(measured.stats, _estimator(kind), config)
     signature = _signature(kind, items, prompt, lang, measured.protocol, result)
-    return TaskResult(result, signature, len(items) - len(ok))
+    return TaskResult(result, signature, len(items) - len(ok), list(items))
 
 
 def _seen_dataset(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -335,8 +340,7 @@ def aggregation(kind: str, key: str) -> Callable[[list[dict[str, Any]]], Any]:
 
     def aggregate(items: list[dict[str, Any]]) -> Any:
         successful(items)  # every call: the allowance may change between runs in one process
-        environment = tuple(os.environ.get(v) for v in (ENV_DATA, ENV_SPLIT, ENV_TOY_EXTRACTOR, ENV_QA))
-        done = _evaluate(kind, _freeze(items), _n_boot(), environment)
+        done = _evaluate_once(kind, items, _n_boot())
         if key == N_FAILED_KEY:
             return done.n_failed
         if key == SIGNATURE_KEY:
