@@ -107,7 +107,12 @@ def test_small_images_are_sent_as_they_are(tmp_path):
     assert mime == "image/png" and Image.open(io.BytesIO(data)).size == (50, 40)
 
 
-def test_files_that_are_not_images(tmp_path):
+def test_files_that_are_not_images(tmp_path, monkeypatch):
+    # lmms-eval sets PIL's process-wide LOAD_TRUNCATED_IMAGES when imported (lmms_eval/api/task.py); an earlier test
+    # of the suite imports it, and then a truncated JPEG decodes: restore PIL's default for this test.
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
     text, truncated, missing = tmp_path / "a.jpg", tmp_path / "t.jpg", tmp_path / "m.jpg"
     text.write_text("not an image")
     data = photo(tmp_path / "p.jpg").read_bytes()
