@@ -119,6 +119,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256_121)
     parser.add_argument("--reference-images", type=int, default=25_000)
+    parser.add_argument(
+        "--n-boot",
+        default=None,
+        help="passed to `score` (default: the CLI's, 1000 resamples for the CIs; 0 times scoring without them)",
+    )
     args = parser.parse_args()
     build_parser()  # import every command module now: start-up is not what is measured
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +136,7 @@ def main() -> None:
         ref_time, ref_cpu = (time.perf_counter() - t5) * scale, (time.process_time() - c5) * scale
         report = Path(tmp) / "report.json"
         argv = ["score", "--data", str(data), "--predictions", str(preds), "--json", str(report)]
+        argv += ["--n-boot", args.n_boot] if args.n_boot is not None else []
         c0, t0 = time.process_time(), time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             assert cli_main(argv) == 0

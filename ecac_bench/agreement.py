@@ -7,8 +7,8 @@ so +1 is perfect agreement, then average over images. An image where the method 
 counts as no agreement (tau = rho = 0): telling the captions apart is exactly what the method is asked to do
 (``skip_ties=True`` leaves such images out instead). An image whose human ranks are all tied carries no human
 signal and is skipped. Also reported: the pooled coefficients (all (rank, score) pairs of the images the mean uses,
-in one computation) and a percentile bootstrap CI of the per-image means (images resampled). docs/judges.md has the
-exact rules.
+in one computation) and a percentile bootstrap CI of the per-image means (images resampled, as every metric's CI:
+``ecac_bench.imagestats``; none when fewer than two images or no spread). docs/judges.md has the exact rules.
 
 File formats (JSONL, one row per caption; see docs/judges.md):
 
@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from scipy import stats
 
 from ecac_bench.data import DataValidationError, Problem, jsonl_rows, problem_sink
+from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, bootstrap_ci, ratio
 
 # image id -> caption id -> value
 Table = dict[str, dict[str, float]]
@@ -178,18 +178,25 @@ def _coefficients(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
     return float(tau), float(rho)
 
 
-def _bootstrap_ci(values: Sequence[float], n_boot: int, seed: int, level: float) -> tuple[float, float] | None:
-    if len(values) < 2 or n_boot < 1 or len(set(values)) < 2:
-        return None
-    res = stats.bootstrap(
-        (np.asarray(values),),
-        np.mean,
-        n_resamples=n_boot,
-        method="percentile",
-        confidence_level=level,
-        rng=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    return {"kendall_tau": ratio(sums["tau"], sums["images"]), "spearman_rho": ratio(sums["rho"], sums["images"])}
+
+
+# The means over images; the pooled coefficients and the counts are not sums of per-image values.
+AGREEMENT = Estimator("agree", ("images", "tau", "rho"), _aggregate)
+
+
+def _intervals(images: Sequence[ImageAgreement], config: BootstrapConfig) -> dict[str, tuple[float, float] | None]:
+    """CIs of the two means; none with fewer than two images, or for a coefficient without spread."""
+    taus, rhos = [im.kendall_tau for im in images], [im.spearman_rho for im in images]
+    if len(images) < 2 or config.n_boot < 1:
+        return {"kendall_tau": None, "spearman_rho": None}
+    columns = {"images": [1.0] * len(images), "tau": taus, "rho": rhos}
+    ci = bootstrap_ci(ImageStats.from_columns("agree", [im.id for im in images], columns), AGREEMENT, config)
+    return {
+        "kendall_tau": ci["kendall_tau"] if len(set(taus)) > 1 else None,
+        "spearman_rho": ci["spearman_rho"] if len(set(rhos)) > 1 else None,
+    }
 
 
 def agreement(
@@ -240,14 +247,15 @@ def agreement(
         pooled: tuple[float | None, float | None] = (None, None)
     else:
         pooled = _coefficients(pooled_x, pooled_y) if len(set(pooled_y)) > 1 else (0.0, 0.0)
+    ci = _intervals(images, BootstrapConfig(n_boot, seed, confidence))
     return AgreementResult(
         method=method,
         kendall_tau=statistics.fmean(taus) if taus else None,
         spearman_rho=statistics.fmean(rhos) if rhos else None,
         pooled_kendall_tau=pooled[0],
         pooled_spearman_rho=pooled[1],
-        kendall_tau_ci=_bootstrap_ci(taus, n_boot, seed, confidence),
-        spearman_rho_ci=_bootstrap_ci(rhos, n_boot, seed, confidence),
+        kendall_tau_ci=ci["kendall_tau"],
+        spearman_rho_ci=ci["spearman_rho"],
         n_images=len(images),
         n_skipped=skipped,
         n_score_ties=score_ties,

@@ -15,22 +15,33 @@ Per image (docs/sibling_metrics.md has the full text):
 * **b-CapScore** = the harmonic mean of the three (0 when any is 0).
 
 Reported values are 100 x the mean over images. An image whose calls failed (transport, or unreadable answers after
-the repair turns), or whose reference has no assertion, is excluded and counted in ``n_failed``.
+the repair turns), or whose reference has no assertion, is excluded and counted in ``n_failed``. In the terms of
+``ecac_bench.imagestats``, an image's statistics are ``ok`` (1 when scored), its four components (0 when not) and
+``failed``; each reported value is 100 x sum(component) / sum(ok).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import EcacDataset
+from ecac_bench.imagestats import Estimator, ImageStats, Sums, point_estimate, ratio
 from ecac_bench.llm import LLMClient, complete_parsed, json_answer, list_answer, object_schema, user_message
 from ecac_bench.prompts import load_prompt
 from ecac_bench.toy_precision import parse_name_list
 
 LINGUISTIC_ASPECTS = ("clarity", "fluency", "coherence")
+# Every prompt the balanced score asks with (the report's judge identity names them all).
+BALANCED_PROMPTS = (
+    "balanced_decompose",
+    "balanced_verify",
+    "balanced_recall",
+    "balanced_linguistic",
+    "balanced_repair",
+)
 
 
 def harmonic_mean(values: Sequence[float]) -> float:
@@ -75,6 +86,22 @@ def score_components(
     return BalancedImage(image_id, precision, recall, linguistic, len(verdicts), len(covered))
 
 
+COMPONENTS = {"balanced_precision": "precision", "balanced_recall": "recall", "linguistic": "linguistic"}
+
+
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    out = {key: ratio(sums[column], sums["ok"], 100.0) for key, column in COMPONENTS.items()}
+    return {
+        **out,
+        "b_capscore": ratio(sums["b_capscore"], sums["ok"], 100.0),
+        "n": sums["ok"],
+        "n_failed": sums["failed"],
+    }
+
+
+BALANCED = Estimator("balanced", ("ok", "precision", "recall", "linguistic", "b_capscore", "failed"), _aggregate)
+
+
 @dataclass(frozen=True)
 class BalancedResult:
     precision: float | None
@@ -84,34 +111,26 @@ class BalancedResult:
     n: int
     n_failed: int
     per_image: tuple[BalancedImage, ...]
+    stats: ImageStats = field(repr=False)
 
     def metrics(self) -> dict[str, Any]:
-        return {
-            "balanced_precision": self.precision,
-            "balanced_recall": self.recall,
-            "linguistic": self.linguistic,
-            "b_capscore": self.b_capscore,
-            "n": self.n,
-            "n_failed": self.n_failed,
-        }
+        return point_estimate(self.stats, BALANCED)
 
 
 def aggregate_balanced(images: Sequence[BalancedImage]) -> BalancedResult:
     """100 x the mean of each component over the images that could be scored."""
-    ok = [i for i in images if i.error is None]
-
-    def mean(values: list[float | None]) -> float | None:
-        return 100.0 * sum(values) / len(values) if values else None  # type: ignore[arg-type]
-
+    columns: dict[str, list[float]] = {name: [] for name in BALANCED.columns}
+    for image in images:
+        ok = image.error is None
+        values = (float(ok), image.precision, image.recall, image.linguistic, image.b_capscore, float(not ok))
+        for name, value in zip(BALANCED.columns, values, strict=True):
+            columns[name].append(value if ok or name in ("ok", "failed") else 0.0)
+    stats = ImageStats.from_columns("balanced", [i.id for i in images], columns)
+    m = point_estimate(stats, BALANCED)
     return BalancedResult(
-        precision=mean([i.precision for i in ok]),
-        recall=mean([i.recall for i in ok]),
-        linguistic=mean([i.linguistic for i in ok]),
-        b_capscore=mean([i.b_capscore for i in ok]),
-        n=len(ok),
-        n_failed=len(images) - len(ok),
-        per_image=tuple(images),
-    )
+        m["balanced_precision"], m["balanced_recall"], m["linguistic"], m["b_capscore"], m["n"], m["n_failed"],
+        tuple(images), stats,
+    )  # fmt: skip
 
 
 # -- answer parsers ---------------------------------------------------------------------------------------------

@@ -7,21 +7,28 @@ import gc
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from ecac_bench import __version__
+from ecac_bench.commands._output import error
 from ecac_bench.data import DataValidationError
 from ecac_bench.errors import ClientConfigError, RunStoppedError
 
-# Subcommand modules under ecac_bench.commands, in the order `--help` lists them.
+# Subcommand modules under ecac_bench.commands, in the order `--help` lists them: each has ``register(subparsers)``
+# (a metric command is a ``MetricCommand``: commands/_metric.py). A new command is one module and one name here.
 COMMANDS = (
+    # metrics
     "score",
-    "stats",
-    "validate",
     "judge",
     "toy_precision",
-    "rank",
-    "agree",
     "utility",
     "balanced",
+    # agreement with humans
+    "rank",
+    "agree",
+    # data tools
+    "stats",
+    "validate",
     "make_qa",
     "annotate",
 )
@@ -53,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
         return args.func(args)
+    except ValidationError as exc:  # a report that does not follow the schema: a bug, said plainly
+        error(f"the report does not follow schema 2 (docs/report_schema.md): {exc}")
+        return 2
     except (DataValidationError, FileNotFoundError, ImportError, ValueError, ClientConfigError, RunStoppedError) as exc:
         # Bad input, a missing optional extra, an endpoint that rejects every request, or a response cache that
         # failed on write: a clear message and exit code 2, no traceback. Judge answers received before the run
         # stopped are already in the response cache (or in the fallback file the message names).
-        print(f"error: {exc}", file=sys.stderr)
+        error(exc)
         return 2
 
 

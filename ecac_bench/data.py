@@ -17,9 +17,10 @@ import hashlib
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,14 @@ class ToyAnnotation:
     match_names: tuple[tuple[str, bool], ...] = field(init=False, repr=False, compare=False)
     # The distinct normalised accepted names: two toys of one image may not share one (_Validator._check_toy_set).
     name_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    # The toy as the dataset identity hashes it (dataset_identity): name, level, ground, sorted aliases.
+    canonical: tuple[str, str, str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "toy_class", _CLASS_INDEX.get((self.ground, self.level), -1))
         object.__setattr__(self, "match_names", match_plan((self.name, *self.aliases)))
         object.__setattr__(self, "name_set", frozenset(norm for norm, _ in self.match_names))
+        object.__setattr__(self, "canonical", (self.name, self.level, self.ground, tuple(sorted(self.aliases))))
 
     @property
     def accepted_names(self) -> tuple[str, ...]:
@@ -133,16 +137,53 @@ class DataValidationError(ValueError):
         super().__init__(f"{head}:\n{body}{more}")
 
 
+# Names the canonical form (dataset_identity): a new form gets a new tag, so no two forms ever share a hash.
+IDENTITY_FORM = "ecac-records/1"
+
+
+def dataset_identity(records: Sequence[EcacRecord]) -> str:
+    """The record-level identity of a set of records: sha256 of their canonical form (docs/report_schema.md).
+
+    The canonical form is the compact UTF-8 JSON (``orjson.dumps``) of the array
+    ``[IDENTITY_FORM, ids, categories, areas, captions, splits, toys]``: one entry per record in each, records
+    ordered by id (code point order); a record's toys are the list of ``[name, level, ground, [aliases, sorted]]``
+    in their annotated order. So the same records give the same hash in any record order and any format (JSONL,
+    Parquet, a saved dataset, a DatasetDict's splits). The image field is left out: it is a location (relative,
+    absolute, or inside a dataset), not content, and hashing the photos would mean reading every one of them.
+    Computed column by column, so that the per-record work is a few C-level passes: at ECAC scale it costs about
+    what hashing the file's bytes did (bench/score_throughput.py).
+    """
+    ids = list(map(_ID, records))
+    if any(map(str.__ge__, ids, ids[1:])):  # ids are unique: strictly increasing means already in order
+        records = sorted(records, key=_ID)
+        ids = list(map(_ID, records))
+    toys = [[toy.canonical for toy in annotated] for annotated in map(_TOYS, records)]
+    columns = [list(map(getter, records)) for getter in _COLUMNS]
+    return hashlib.sha256(orjson.dumps([IDENTITY_FORM, ids, *columns, toys])).hexdigest()
+
+
+_ID = attrgetter("id")
+_TOYS = attrgetter("toys")
+_COLUMNS = (attrgetter("category"), attrgetter("area"), attrgetter("caption"), attrgetter("split"))
+
+
 @dataclass
 class EcacDataset:
-    """A loaded, validated ECAC dataset."""
+    """A loaded, validated ECAC dataset. ``sha256`` is its record-level identity (:func:`dataset_identity`),
+    computed on first use."""
 
     records: list[EcacRecord]
     path: Path
     name: str
-    sha256: str
     split: str | None = None
     _by_id: dict[str, EcacRecord] | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = dataset_identity(self.records)
+        return self._sha256
 
     def __len__(self) -> int:
         return len(self.records)
@@ -161,7 +202,7 @@ class EcacDataset:
         return sorted({n for r in self.records for t in r.toys for n in t.accepted_names})
 
     def describe(self) -> dict[str, Any]:
-        """Identity of the dataset for reports: name, path, split, size and content hash."""
+        """Identity of the dataset for reports: name, path, split, size and record-level hash."""
         return {
             "name": self.name,
             "path": str(self.path),
@@ -458,18 +499,6 @@ def jsonl_rows(path: Path, problem: Callable[[int, str, str], None]) -> Iterator
                     problem(lineno, "<json>", f"invalid JSON: {exc}")
 
 
-def _hash_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     if path.is_dir():
         try:
@@ -552,5 +581,6 @@ def load_dataset(path: str | Path | None = None, split: str | None = None) -> Ec
         if not records:
             found = sorted(Counter(r.split for r in _parse(resolved)[0]).keys(), key=str)
             raise ValueError(f"{resolved}: no record has split {split!r} (splits present: {found})")
-    name = SAMPLE_NAME if resolved == SAMPLE_DATA else (resolved.stem if not resolved.is_dir() else resolved.name)
-    return EcacDataset(records, resolved, name, _hash_path(resolved), split)
+    is_sample = resolved.resolve() == SAMPLE_DATA.resolve()
+    name = SAMPLE_NAME if is_sample else (resolved.stem if not resolved.is_dir() else resolved.name)
+    return EcacDataset(records, resolved, name, split)

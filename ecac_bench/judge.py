@@ -7,21 +7,27 @@ conversation (``prompts/judge_score_repair.<lang>.j2``) up to ``parse_retries`` 
 then recorded as a failure: never silently scored 0. :func:`aggregate_judge_scores` is the pure aggregation
 (mean, population std, n, n_failed); :func:`judge_captions` does the I/O through
 :class:`~ecac_bench.llm.LLMClient`, asking for :data:`SCORE_SCHEMA` where the server supports structured output.
-Exact definitions: docs/judges.md.
+
+The metric follows ``ecac_bench.imagestats``: an image's statistics are ``scored`` (its captions with a score),
+``score_sum``, ``shifted_sq`` (the sum of (score - 50)^2) and ``failed`` (its captions without one);
+``judge_score`` = sum(score_sum) / sum(scored), ``judge_score_std`` = the population std (ddof 0) of the scored
+captions, sqrt(sum(shifted_sq) / n - (mean - 50)^2) (shifted by the scale's midpoint so that the difference does not
+cancel), ``n`` = sum(scored), ``n_failed`` = sum(failed). Exact definitions: docs/judges.md.
 """
 
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ecac_bench.data import EcacDataset
+from ecac_bench.imagestats import Estimator, ImageStats, Sums, point_estimate, ratio
 from ecac_bench.llm import (
     JsonSchema,
     LLMClient,
@@ -98,12 +104,44 @@ class JudgeSummary:
         return asdict(self)
 
 
+_MIDPOINT = (SCORE_MIN + SCORE_MAX) / 2
+
+
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    mean = ratio(sums["score_sum"], sums["scored"])
+    with np.errstate(invalid="ignore"):
+        variance = ratio(sums["shifted_sq"], sums["scored"]) - (mean - _MIDPOINT) ** 2
+    return {
+        "judge_score": mean,
+        "judge_score_std": np.sqrt(np.maximum(variance, 0.0)),
+        "n": sums["scored"],
+        "n_failed": sums["failed"],
+    }
+
+
+JUDGE = Estimator("judge", ("scored", "score_sum", "shifted_sq", "failed"), _aggregate)
+
+
+def judge_statistics(ids: Sequence[str], scores: Sequence[float | None]) -> ImageStats:
+    """Per-image statistics of (image id, score) pairs, one per caption (None: the caption failed); images in order
+    of first appearance."""
+    rows: dict[str, list[float]] = {}
+    for image_id, score in zip(ids, scores, strict=True):
+        row = rows.setdefault(image_id, [0.0, 0.0, 0.0, 0.0])
+        if score is None:
+            row[3] += 1
+        else:
+            row[0] += 1
+            row[1] += score
+            row[2] += (score - _MIDPOINT) ** 2
+    values = np.array(list(rows.values()), dtype=np.float64).reshape(len(rows), 4)
+    return ImageStats.from_columns("judge", list(rows), dict(zip(JUDGE.columns, values.T, strict=True)))
+
+
 def aggregate_judge_scores(scores: Sequence[float | None]) -> JudgeSummary:
-    """Pure aggregation; ``None`` marks a failed caption (counted, never scored 0)."""
-    ok = [s for s in scores if s is not None]
-    if not ok:
-        return JudgeSummary(None, None, 0, len(scores))
-    return JudgeSummary(statistics.fmean(ok), statistics.pstdev(ok), len(ok), len(scores) - len(ok))
+    """Pure aggregation of per-caption scores; ``None`` marks a failed caption (counted, never scored 0)."""
+    metrics = point_estimate(judge_statistics([str(i) for i in range(len(scores))], scores), JUDGE)
+    return JudgeSummary(**metrics)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

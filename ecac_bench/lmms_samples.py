@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ecac_bench.data import EcacDataset, Problem
+from ecac_bench.data import Problem
 
 
 def is_lmms_eval_sample(row: Any) -> bool:
@@ -80,12 +80,3 @@ def sample_entry(row: Any, file: str, line: int, problems: list[Problem]) -> tup
     if rec_id is None or captions is None:
         return None
     return rec_id, captions, None
-
-
-def load_lmms_eval_samples(path: str | Path, dataset: EcacDataset, allow_missing: bool = False) -> dict[str, list[str]]:
-    """``{id: [caption, ...]}`` from an lmms-eval samples JSONL, checked against ``dataset`` like any predictions
-    file (:func:`ecac_bench.predictions.load_predictions`, which also detects this format by itself); the value is
-    a ``Predictions``, so failed generations are recorded, not scored."""
-    from ecac_bench.predictions import load_predictions  # predictions imports this module for autodetection
-
-    return load_predictions(path, dataset, allow_missing=allow_missing, format="lmms-eval")

@@ -19,12 +19,18 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from rapidfuzz import fuzz
 
-if TYPE_CHECKING:
-    from ecac_bench.data import ToyAnnotation
+
+class MatchableToy(Protocol):
+    """What matching needs of a toy (``ecac_bench.data.ToyAnnotation`` is one): its accepted names as
+    :func:`match_plan` prepares them. A protocol, so that this module does not import the data format's."""
+
+    @property
+    def match_names(self) -> tuple[tuple[str, bool], ...]: ...
+
 
 MatchMode = Literal["exact", "fuzzy"]
 
@@ -142,11 +148,11 @@ class ToyMatcher:
         """Whether one raw name is mentioned in one raw caption."""
         return self.mention_in_normalized(name, normalize_text(caption))
 
-    def names_normalized(self, toy: ToyAnnotation, normalized_captions: Sequence[str]) -> bool:
+    def names_normalized(self, toy: MatchableToy, normalized_captions: Sequence[str]) -> bool:
         """Whether any accepted name of ``toy`` is mentioned in any of the normalised captions."""
         return self.named_flags((toy,), normalized_captions)[0]
 
-    def named_flags(self, toys: Sequence[ToyAnnotation], normalized_captions: Sequence[str]) -> list[bool]:
+    def named_flags(self, toys: Sequence[MatchableToy], normalized_captions: Sequence[str]) -> list[bool]:
         """For each toy, whether it is named by any of the normalised captions (one call per image: hot path)."""
         if self.config.mode == "fuzzy":
             return [
@@ -171,6 +177,6 @@ class ToyMatcher:
             flags.append(hit)
         return flags
 
-    def names(self, toy: ToyAnnotation, captions: Sequence[str]) -> bool:
+    def names(self, toy: MatchableToy, captions: Sequence[str]) -> bool:
         """Whether ``toy`` is named by any of the raw captions."""
         return self.names_normalized(toy, [normalize_text(c) for c in captions])

@@ -6,6 +6,10 @@ Definitions (docs/metrics.md has the full text):
   the metric is 100 x the mean of that rate over the images with at least one toy in S (others are skipped).
 * R(C) = sum over the image's toys of w(ground) x s(level) x named, with w(fg)=1, w(bg)=0.5, s(low)=1, s(medium)=2,
   s(high)=3; ``reward`` is its mean over all images.
+
+The per-image statistics (``ecac_bench.imagestats``) of an image: for each subset ``x``, ``rate_x`` = named / toys
+in the subset (0 when the image has none) and ``covered_x`` = 1 when it has one; ``reward`` = R(C); ``images`` = 1.
+The aggregate: ``x`` = 100 x sum(rate_x) / sum(covered_x), ``reward`` = sum(reward) / sum(images).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecac_bench.data import LEVELS, TOY_CLASSES, EcacRecord, ToyAnnotation, no_gc
+from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, evaluate, point_estimate, ratio
+from ecac_bench.imagestats import bootstrap_ci as _bootstrap_ci
 from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
 from ecac_bench.predictions import Predictions
 
@@ -164,15 +170,28 @@ def toy_from_mapping(data: Mapping[str, Any]) -> ToyAnnotation:
     return ToyAnnotation(data["name"], data["level"], data["ground"], tuple(data.get("aliases") or ()))
 
 
-def _metrics_from_arrays(arrays: _Arrays) -> dict[str, float | None]:
-    rates = arrays.rates()
-    covered = arrays.total > 0
-    out: dict[str, float | None] = {}
-    for col, key in enumerate(SUBSET_KEYS):
-        n = int(covered[:, col].sum())
-        out[key] = float(100.0 * np.nanmean(rates[:, col])) if n else None
-    out["reward"] = float(arrays.reward.mean()) if len(arrays.reward) else None
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    out = {key: ratio(sums[f"rate_{key}"], sums[f"covered_{key}"], 100.0) for key in SUBSET_KEYS}
+    out["reward"] = ratio(sums["reward"], sums["images"])
     return out
+
+
+TTS = Estimator(
+    "score", (*(f"{p}_{k}" for k in SUBSET_KEYS for p in ("rate", "covered")), "reward", "images"), _aggregate
+)
+
+
+def tts_statistics(arrays: _Arrays) -> ImageStats:
+    """The per-image statistics of TTS and the reward (the module docstring defines them)."""
+    rates = np.nan_to_num(arrays.rates())
+    covered = arrays.total > 0
+    columns: dict[str, Any] = {}
+    for col, key in enumerate(SUBSET_KEYS):
+        columns[f"rate_{key}"] = rates[:, col]
+        columns[f"covered_{key}"] = covered[:, col]
+    columns["reward"] = arrays.reward
+    columns["images"] = np.ones(len(arrays.reward))
+    return ImageStats.from_columns("score", arrays.ids, columns)
 
 
 def _coverage_from_arrays(arrays: _Arrays) -> dict[str, int]:
@@ -184,7 +203,7 @@ def _coverage_from_arrays(arrays: _Arrays) -> dict[str, int]:
 
 def aggregate_scores(scores: Sequence[ImageScore]) -> dict[str, float | None]:
     """Metrics (METRIC_KEYS) from per-image scores; a metric with no covered image is None."""
-    return _metrics_from_arrays(_Arrays.of(scores))
+    return point_estimate(tts_statistics(_Arrays.of(scores)), TTS)  # type: ignore[return-value]
 
 
 def metric_coverage(scores: Sequence[ImageScore]) -> dict[str, int]:
@@ -195,33 +214,8 @@ def metric_coverage(scores: Sequence[ImageScore]) -> dict[str, int]:
 def bootstrap_ci(
     scores: Sequence[ImageScore], n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, tuple[float, float] | None]:
-    """Percentile bootstrap CI per metric, resampling images with replacement (seeded)."""
-    return _bootstrap(_Arrays.of(scores), n_boot, seed, level)
-
-
-def _bootstrap(arrays: _Arrays, n_boot: int, seed: int, level: float) -> dict[str, tuple[float, float] | None]:
-    n = len(arrays.reward)
-    if n == 0:
-        return dict.fromkeys(METRIC_KEYS)
-    rng = np.random.default_rng(seed)
-    rates = np.nan_to_num(arrays.rates())
-    covered = (arrays.total > 0).astype(np.float64)
-    samples = np.empty((n_boot, len(METRIC_KEYS)))
-    # Resample as multinomial counts per image, in chunks so memory stays bounded on ECAC-scale data.
-    chunk = max(1, min(n_boot, 5_000_000 // n))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            samples[start:stop, :_N] = 100.0 * (counts @ rates) / (counts @ covered)
-        samples[start:stop, _N] = counts @ arrays.reward / n
-    alpha = (1.0 - level) / 2.0
-    out: dict[str, tuple[float, float] | None] = {}
-    for col, key in enumerate(METRIC_KEYS):
-        column = samples[:, col]
-        column = column[np.isfinite(column)]
-        out[key] = (float(np.quantile(column, alpha)), float(np.quantile(column, 1.0 - alpha))) if column.size else None
-    return out
+    """Percentile bootstrap CI per metric, resampling images with replacement (seeded; ``ecac_bench.imagestats``)."""
+    return _bootstrap_ci(tts_statistics(_Arrays.of(scores)), TTS, BootstrapConfig(n_boot, seed, level))
 
 
 @dataclass
@@ -231,6 +225,7 @@ class TTSResult:
     metrics: dict[str, float | None]
     coverage: dict[str, Any]
     match: MatchConfig
+    stats: ImageStats
     ci: dict[str, tuple[float, float] | None] | None = None
     ci_config: dict[str, Any] | None = None
     breakdown: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -240,19 +235,6 @@ class TTSResult:
     def per_image(self) -> list[ImageScore]:
         """Per-image counts and rewards, in dataset order."""
         return self._arrays.scores() if self._arrays is not None else []
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "metrics": self.metrics,
-            "coverage": self.coverage,
-            "match": self.match.describe(),
-        }
-        if self.ci is not None:
-            out["ci"] = {k: (list(v) if v is not None else None) for k, v in self.ci.items()}
-            out["ci_config"] = self.ci_config
-        if self.breakdown:
-            out["breakdown"] = self.breakdown
-        return out
 
 
 def score_captions(
@@ -268,7 +250,8 @@ def score_captions(
 
     Images absent from ``predictions`` score as an empty caption (loading decides whether that is allowed, see
     ``load_predictions``). Images whose generation failed (``Predictions.failed``) are left out of every metric
-    and counted in the coverage. ``by`` lists record fields (``category``, ``area``) to break the metrics down by.
+    and counted in the coverage. ``by`` lists record fields (``category``, ``area``) to break the metrics down by;
+    ``ci`` adds bootstrap CIs (``n_boot`` resamples, ``seed``).
     """
     with no_gc():
         return _score_captions(dataset, predictions, match or MatchConfig(), by, ci, n_boot, seed)
@@ -302,23 +285,17 @@ def _score_captions(
         "fraction_predicted": predicted / len(all_records) if all_records else None,
         "metric_images": _coverage_from_arrays(arrays),
     }
-    result = TTSResult(_metrics_from_arrays(arrays), coverage, match, _arrays=arrays)
-    if ci:
-        result.ci = _bootstrap(arrays, n_boot, seed, 0.95)
-        result.ci_config = {
-            "method": "percentile bootstrap over images",
-            "n_boot": n_boot,
-            "seed": seed,
-            "level": 0.95,
-        }
+    stats = tts_statistics(arrays)
+    measured = evaluate(stats, TTS, BootstrapConfig(n_boot, seed) if ci else None)
+    result = TTSResult(measured.metrics, coverage, match, stats, measured.ci, measured.ci_config, _arrays=arrays)  # type: ignore[arg-type]
     for field_name in by:
         groups: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             groups.setdefault(getattr(record, field_name), []).append(i)
         result.breakdown[field_name] = {
             value: {
-                "metrics": _metrics_from_arrays(sub := arrays.take(idx)),
-                "metric_images": _coverage_from_arrays(sub),
+                "metrics": point_estimate(stats.take(idx), TTS),
+                "metric_images": _coverage_from_arrays(arrays.take(idx)),
                 "images": len(idx),
             }
             for value, idx in sorted(groups.items())

@@ -226,3 +226,9 @@ def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowRead
     if problems:
         raise DataValidationError(problems[:MAX_PROBLEMS], len(problems) > MAX_PROBLEMS)
     return Predictions(predictions, failed, n_failed_generations, n_generations)
+
+
+def load_lmms_eval_samples(path: str | Path, dataset: EcacDataset, allow_missing: bool = False) -> Predictions:
+    """``{id: [caption, ...]}`` from an lmms-eval samples JSONL (``ecac_bench.lmms_samples``), checked against
+    ``dataset`` like any predictions file; failed generations are recorded, not scored."""
+    return load_predictions(path, dataset, allow_missing=allow_missing, format="lmms-eval")

@@ -1,4 +1,5 @@
-"""The JSON report every ecac-bench command writes, and atomic file writes."""
+"""The JSON report every ecac-bench command writes (schema version 2, ``ecac_bench.report_schema``), and atomic
+file writes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 
 from ecac_bench import __version__
+from ecac_bench.report_schema import SCHEMA_VERSION, DatasetIdentity, Report, SignedFields, format_signature
 
 
 def harness() -> dict[str, str]:
@@ -25,25 +27,42 @@ def build_report(
     model: str,
     dataset: Mapping[str, Any],
     metrics: Mapping[str, Any],
+    protocol: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     coverage: Mapping[str, Any] | None = None,
+    ci: Mapping[str, Any] | None = None,
+    ci_config: Mapping[str, Any] | None = None,
     date: str | None = None,
-    **extra: Any,
+    harness_info: Mapping[str, Any] | None = None,
+    **sections: Any,
 ) -> dict[str, Any]:
-    """The common report envelope: ``kind`` is ``ecac-bench/<command>`` (score, judge, toy-precision, ...)."""
-    report: dict[str, Any] = {
+    """A report of ``kind`` (``ecac-bench/<command>``) as a validated schema-2 dict, its signature filled in.
+
+    ``sections`` are the schema's optional fields (``predictions``, ``judge``, ``failures``, ...); an unknown one,
+    a metric the registry does not list, or a value out of range is a ``pydantic.ValidationError``."""
+    body: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "kind": kind,
-        "harness": harness(),
+        "harness": dict(harness_info or harness()),
         "model": model,
         "date": date or dt.date.today().isoformat(),
-        "dataset": dict(dataset),
-        "config": dict(config or {}),
+        "dataset": {k: v for k, v in dataset.items() if k in DatasetIdentity.model_fields},
+        "protocol": dict(protocol or {}),
         "metrics": dict(metrics),
+        "ci": None if ci is None else dict(ci),
+        "ci_config": None if ci_config is None else dict(ci_config),
+        "config": dict(config or {}),
+        "coverage": dict(coverage or {}),
+        **sections,
     }
-    if coverage is not None:
-        report["coverage"] = dict(coverage)
-    report.update(extra)
-    return report
+    signed = {k: body[k] for k in ("harness", "kind", "dataset", "protocol", "ci_config")}
+    body["signature"] = format_signature(SignedFields.model_validate(signed))
+    report = Report.model_validate(body)
+    return {k: v for k, v in report.model_dump(mode="json").items() if v not in (None, {}) or k in _ALWAYS}
+
+
+# Fields every report shows even when empty or null, so that a reader sees "no CI" rather than a missing key.
+_ALWAYS = frozenset({"ci", "ci_config", "config", "coverage"})
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

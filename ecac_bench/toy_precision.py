@@ -15,19 +15,25 @@ Two extractors turn captions into the toy names they mention:
 *equals* an annotated name or alias of the image (``precision_match="equal"``, the default). The lenient variant
 ``"contains"`` (an extension, never the paper's number) counts a name as correct when the core
 :class:`~ecac_bench.matching.ToyMatcher` finds an annotated name inside it ("积木区" for 积木).
+
+Per-image statistics (``ecac_bench.imagestats``), over the images whose names were extracted (or failed to be):
+``ok`` (1 when extraction succeeded), ``extracted`` and ``correct`` (distinct names, correct ones), ``precision``
+(correct / extracted, 0 without names), ``with_names`` (1 when at least one name) and ``failed``. Then
+``toy_precision`` = 100 x sum(correct) / sum(extracted) (micro, pooled), ``toy_precision_macro`` = 100 x
+sum(precision) / sum(with_names), ``avg_toy_count`` = sum(extracted) / sum(ok); the counts are the sums.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jieba
 
 from ecac_bench.data import EcacDataset
+from ecac_bench.imagestats import Estimator, ImageStats, Sums, point_estimate, ratio
 from ecac_bench.llm import LLMClient, complete_parsed, list_answer, object_schema, user_message
 from ecac_bench.matching import MatchConfig, ToyMatcher, needs_word_boundary, normalize_text
 from ecac_bench.prompts import load_prompt
@@ -125,10 +131,28 @@ class ImagePrecision:
         return 100.0 * sum(self.correct) / len(self.correct) if self.correct else None
 
 
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    return {
+        "toy_precision": ratio(sums["correct"], sums["extracted"], 100.0),
+        "toy_precision_macro": ratio(sums["precision"], sums["with_names"], 100.0),
+        "avg_toy_count": ratio(sums["extracted"], sums["ok"]),
+        "n_images": sums["ok"],
+        "n_images_with_names": sums["with_names"],
+        "n_extracted": sums["extracted"],
+        "n_correct": sums["correct"],
+        "n_failed": sums["failed"],
+    }
+
+
+TOY_PRECISION = Estimator(
+    "toy-precision", ("ok", "extracted", "correct", "precision", "with_names", "failed"), _aggregate
+)
+
+
 @dataclass(frozen=True)
 class ToyPrecisionResult:
     """``toy_precision`` (micro, the leaderboard number), ``toy_precision_macro`` and ``avg_toy_count``;
-    precisions in 0-100, None when nothing was extracted."""
+    precisions in 0-100, None when nothing was extracted. ``images`` holds the successful extractions."""
 
     toy_precision: float | None
     toy_precision_macro: float | None
@@ -139,11 +163,23 @@ class ToyPrecisionResult:
     n_correct: int
     n_failed: int
     images: tuple[ImagePrecision, ...]
+    stats: ImageStats = field(repr=False)
 
     def metrics(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["images"]
-        return out
+        return point_estimate(self.stats, TOY_PRECISION)
+
+
+def toy_precision_statistics(images: Sequence[ImagePrecision | str]) -> ImageStats:
+    """Per-image statistics; an image given by its id alone is one whose extraction failed."""
+    rows = []
+    for image in images:
+        if isinstance(image, str):
+            rows.append((image, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+            continue
+        n, correct = len(image.correct), sum(image.correct)
+        rows.append((image.id, 1.0, n, correct, correct / n if n else 0.0, float(n > 0), 0.0))
+    columns = {name: [row[j + 1] for row in rows] for j, name in enumerate(TOY_PRECISION.columns)}
+    return ImageStats.from_columns("toy-precision", [row[0] for row in rows], columns)
 
 
 def _dedupe(names: Iterable[str]) -> tuple[str, ...]:
@@ -175,9 +211,10 @@ def toy_precision(
     unknown = [i for i in extracted if i not in dataset.by_id]
     if unknown:
         raise KeyError(f"{len(unknown)} id(s) not in dataset {dataset.path}: {', '.join(unknown[:5])}")
-    images = []
+    per_image: list[ImagePrecision | str] = []
     for image_id, names in extracted.items():
         if names is None:
+            per_image.append(image_id)
             continue
         record = dataset.by_id[image_id]
         unique = _dedupe(names)
@@ -186,18 +223,7 @@ def toy_precision(
             correct = tuple(normalize_text(name) in annotated for name in unique)
         else:
             correct = tuple(any(matcher.names(toy, [name]) for toy in record.toys) for name in unique)
-        images.append(ImagePrecision(image_id, unique, correct))
-    n_extracted = sum(len(im.extracted) for im in images)
-    n_correct = sum(sum(im.correct) for im in images)
-    per_image = [p for im in images if (p := im.precision) is not None]
-    return ToyPrecisionResult(
-        toy_precision=100.0 * n_correct / n_extracted if n_extracted else None,
-        toy_precision_macro=statistics.fmean(per_image) if per_image else None,
-        avg_toy_count=n_extracted / len(images) if images else None,
-        n_images=len(images),
-        n_images_with_names=len(per_image),
-        n_extracted=n_extracted,
-        n_correct=n_correct,
-        n_failed=sum(names is None for names in extracted.values()),
-        images=tuple(images),
-    )
+        per_image.append(ImagePrecision(image_id, unique, correct))
+    stats = toy_precision_statistics(per_image)
+    images = tuple(im for im in per_image if not isinstance(im, str))
+    return ToyPrecisionResult(**point_estimate(stats, TOY_PRECISION), images=images, stats=stats)  # type: ignore[arg-type]

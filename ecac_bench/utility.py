@@ -14,10 +14,12 @@ Protocol (docs/sibling_metrics.md):
 * A question's accuracy is the mean over its rounds; an image's is the mean over its questions; the reported
   ``utility`` is 100 x the mean over images (``utility_micro``: over all question rounds). Rounds whose request
   failed at the transport level are failures, excluded and counted, never scored.
+* Per-image statistics (``ecac_bench.imagestats``): ``scored`` (1 when a round of the image was answered),
+  ``accuracy`` (the image's accuracy, 0 when none), ``questions``, ``rounds`` and ``correct`` (answered ones),
+  ``failed`` and ``unparsed`` rounds; ``utility`` = 100 x sum(accuracy) / sum(scored), ``utility_micro`` = 100 x
+  sum(correct) / sum(rounds), the counts are the sums.
 
-Question-quality filter (``make-qa``): a generated question is kept when a VLM *with the image* answers it correctly
-in at least ``pass_visual_min`` of the rounds and the LLM *without any caption* in at most ``pass_textual_max``
-(a question answerable blind leaks its answer).
+Making the questions (``make-qa``) is a data tool, not part of the metric: ``ecac_bench.qa_tools``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,17 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import DataValidationError, EcacDataset, Problem, jsonl_rows, problem_sink
+from ecac_bench.imagestats import Estimator, ImageStats, Sums, point_estimate, ratio
 from ecac_bench.llm import (
     ChatRequest,
     LLMClient,
     answer_payloads,
-    complete_parsed,
-    list_answer,
     normalized,
-    object_schema,
     user_message,
 )
 from ecac_bench.prompts import load_prompt
@@ -220,6 +220,23 @@ class RoundOutcome:
         return self.error is None and self.chosen == self.correct
 
 
+def _aggregate(sums: Sums) -> dict[str, Any]:
+    return {
+        "utility": ratio(sums["accuracy"], sums["scored"], 100.0),
+        "utility_micro": ratio(sums["correct"], sums["rounds"], 100.0),
+        "n_images": sums["scored"],
+        "n_questions": sums["questions"],
+        "n_rounds": sums["rounds"],
+        "n_failed": sums["failed"],
+        "n_unparsed": sums["unparsed"],
+    }
+
+
+UTILITY = Estimator(
+    "utility", ("scored", "accuracy", "questions", "rounds", "correct", "failed", "unparsed"), _aggregate
+)
+
+
 @dataclass(frozen=True)
 class UtilityResult:
     """``utility``: 100 x mean over images of the mean over questions of the per-round accuracy."""
@@ -232,33 +249,31 @@ class UtilityResult:
     n_rounds: int
     n_failed: int
     n_unparsed: int
+    stats: ImageStats = field(repr=False)
 
     def metrics(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("per_image")
-        return out
+        return point_estimate(self.stats, UTILITY)
 
 
 def aggregate_utility(outcomes: Sequence[RoundOutcome]) -> UtilityResult:
     """Pure aggregation of round outcomes (failed rounds excluded; an unparsed answer is wrong)."""
-    scored = [o for o in outcomes if o.error is None]
-    by_question: dict[tuple[str, int], list[bool]] = {}
-    for o in scored:
-        by_question.setdefault((o.id, o.question_index), []).append(o.is_correct)
-    by_image: dict[str, list[float]] = {}
-    for (image_id, _), hits in by_question.items():
-        by_image.setdefault(image_id, []).append(sum(hits) / len(hits))
-    per_image = {k: 100.0 * sum(v) / len(v) for k, v in by_image.items()}
-    return UtilityResult(
-        utility=sum(per_image.values()) / len(per_image) if per_image else None,
-        utility_micro=100.0 * sum(o.is_correct for o in scored) / len(scored) if scored else None,
-        per_image=per_image,
-        n_images=len(per_image),
-        n_questions=len(by_question),
-        n_rounds=len(scored),
-        n_failed=len(outcomes) - len(scored),
-        n_unparsed=sum(o.chosen is None for o in scored),
-    )
+    by_image: dict[str, dict[int, list[RoundOutcome]]] = {}
+    for o in outcomes:
+        by_image.setdefault(o.id, {}).setdefault(o.question_index, []).append(o)
+    rows = []
+    for image_id, questions in by_image.items():
+        scored = [[o.is_correct for o in rounds if o.error is None] for rounds in questions.values()]
+        answered = [hits for hits in scored if hits]
+        accuracy = sum(sum(hits) / len(hits) for hits in answered) / len(answered) if answered else 0.0
+        rounds = sum(map(len, answered))
+        failed = sum(o.error is not None for rounds in questions.values() for o in rounds)
+        unparsed = sum(o.error is None and o.chosen is None for rounds in questions.values() for o in rounds)
+        correct = sum(sum(hits) for hits in answered)
+        rows.append((image_id, float(bool(answered)), accuracy, len(answered), rounds, correct, failed, unparsed))
+    columns = {name: [row[j + 1] for row in rows] for j, name in enumerate(UTILITY.columns)}
+    stats = ImageStats.from_columns("utility", [row[0] for row in rows], columns)
+    per_image = {row[0]: 100.0 * row[2] for row in rows if row[1]}
+    return UtilityResult(**point_estimate(stats, UTILITY), per_image=per_image, stats=stats)  # type: ignore[arg-type]
 
 
 def _question_text(q: ShuffledQuestion) -> str:
@@ -313,119 +328,3 @@ async def caption_utility(
     context = {image_id: caps[0] if caps else "" for image_id, caps in captions.items()}
     shuffled = iter_rounds(items, rounds, seed, lang)
     return aggregate_utility(await answer_rounds(client, shuffled, context=context, lang=lang))
-
-
-@dataclass(frozen=True)
-class FilterDecision:
-    item: QAItem
-    visual_accuracy: float | None
-    blind_accuracy: float | None
-    kept: bool
-
-
-def _accuracy_by_question(outcomes: Sequence[RoundOutcome]) -> dict[int, float | None]:
-    by_q: dict[int, list[bool]] = {}
-    for o in outcomes:
-        if o.error is None:
-            by_q.setdefault(o.question_index, []).append(o.is_correct)
-    return {q: sum(v) / len(v) if v else None for q, v in by_q.items()}
-
-
-async def filter_questions(
-    client: LLMClient,
-    vlm: LLMClient,
-    items: Sequence[QAItem],
-    images: Mapping[str, Path],
-    *,
-    rounds: int = 4,
-    seed: int = 0,
-    lang: str = "zh",
-    pass_visual_min: float = 0.75,
-    pass_textual_max: float = 0.25,
-) -> list[FilterDecision]:
-    """Keep questions the VLM answers with the image and the LLM cannot answer blind (thresholds on accuracy)."""
-    shuffled = shuffle_rounds(items, rounds, seed, lang)
-    visual = _accuracy_by_question(
-        await answer_rounds(vlm, shuffled, context={}, images=images, lang=lang, desc="qa filter (image)")
-    )
-    blind = _accuracy_by_question(
-        await answer_rounds(client, shuffled, context=None, lang=lang, desc="qa filter (blind)")
-    )
-    decisions = []
-    for qi, item in enumerate(items):
-        v, b = visual.get(qi), blind.get(qi)
-        kept = v is not None and b is not None and v >= pass_visual_min and b <= pass_textual_max
-        decisions.append(FilterDecision(item, v, b, kept))
-    return decisions
-
-
-_QUESTION_KEYS = ("question", "options", "answer")
-# make-qa's answer as a JSON schema, sent as response_format where the server supports it (a list wrapped in an
-# object: OpenAI's strict mode wants an object root); parse_generated_questions accepts its values, or the bare list.
-QUESTIONS_SCHEMA = object_schema(
-    "qa_questions",
-    {
-        "questions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "question": {"type": "string"},
-                    "options": {"type": "array", "items": {"type": "string"}},
-                    "answer": {"type": "string"},
-                },
-                "required": list(_QUESTION_KEYS),
-                "additionalProperties": False,
-            },
-        }
-    },
-)
-
-
-def parse_generated_questions(text: str, image_id: str) -> tuple[list[QAItem] | None, str | None]:
-    """Questions from a VLM's ``make-qa`` answer, which must be exactly ``{"questions": [...]}`` or the list alone
-    (a reasoning block and one code fence aside), each question an object with exactly ``question``, ``options``
-    and ``answer`` that passes the questions-file validation. One bad question makes the answer unreadable (it
-    gets the repair turn): questions are never dropped silently."""
-    rows, error = list_answer(text, "questions")
-    if error is not None:
-        return None, error
-    if not rows:
-        return None, "no question"
-    items = []
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict) or sorted(row) != sorted(_QUESTION_KEYS):
-            return None, f"question {i}: must be an object with exactly question, options and answer"
-        problems: list[Problem] = []
-        item = qa_item_from_row({**row, "id": image_id}, "answer", i, problems)
-        if item is None:
-            return None, f"question {i}: {problems[0].field}: {problems[0].message}"
-        items.append(item)
-    return items, None
-
-
-async def generate_questions(
-    vlm: LLMClient, dataset: EcacDataset, *, per_image: int = 5, lang: str = "zh", retries: int = 2
-) -> tuple[list[QAItem], dict[str, str]]:
-    """Ask the VLM for ``per_image`` questions per image; returns the questions and, per failed image, why."""
-    prompt = load_prompt("qa_generate", lang)
-    repair = load_prompt("qa_generate_repair", lang)
-    records = list(dataset)
-    answers = await complete_parsed(
-        vlm,
-        ([user_message(prompt.render(n=per_image, area=r.area), [r.image])] for r in records),
-        lambda text: parse_generated_questions(text, "?"),  # ids are set per image below
-        lambda problem: repair.render(problem=problem, n=per_image),
-        version=f"{prompt.tag}+{repair.tag}",
-        retries=retries,
-        desc="make-qa",
-        response_format=QUESTIONS_SCHEMA,
-    )
-    items: list[QAItem] = []
-    failed: dict[str, str] = {}
-    for record, answer in zip(records, answers, strict=True):
-        if answer.ok:
-            items.extend(replace(item, id=record.id) for item in answer.value[:per_image])
-        else:
-            failed[record.id] = answer.error or "no questions"
-    return items, failed

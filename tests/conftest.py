@@ -41,7 +41,19 @@ def extra_venv(tmp_path_factory: pytest.TempPathFactory):
             python = str(venv / "bin" / "python")
             for cmd in (
                 [str(UV_BIN), "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
-                [str(UV_BIN), "pip", "install", "-q", "--python", python, *_torch_source(), "-c", str(LOCK), "-e", f"{REPO}[{extra}]"],
+                [
+                    str(UV_BIN),
+                    "pip",
+                    "install",
+                    "-q",
+                    "--python",
+                    python,
+                    *_torch_source(),
+                    "-c",
+                    str(LOCK),
+                    "-e",
+                    f"{REPO}[{extra}]",
+                ],
                 [python, str(REPO / "tools" / "fix_torchvision.py")],
             ):
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)

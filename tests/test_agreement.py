@@ -203,7 +203,8 @@ def test_rank_with_judge_scores(tmp_path, monkeypatch):
         assert run(rank_command, "rank", argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["scores"]["judge_score"] for r in rows] == [90, None]
-    assert json.loads(report.read_text())["metrics"]["n_judge_score"] == 1
+    methods = json.loads(report.read_text())["methods"]
+    assert methods == {"reward": {"mean": methods["reward"]["mean"], "n": 2}, "judge_score": {"mean": 90, "n": 1}}
     assert run(rank_command, "rank", ["--candidates", str(cand_path), "--out", str(out), "--methods", "bleu"]) == 2
     with pytest.raises(ValueError, match="--clip-model: required with --methods clip"):
         run(rank_command, "rank", ["--candidates", str(cand_path), "--out", str(out), "--methods", "clip"])

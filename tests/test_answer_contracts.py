@@ -36,8 +36,9 @@ from ecac_bench.balanced import (
 from ecac_bench.judge import SCORE_SCHEMA, parse_score
 from ecac_bench.llm import JsonSchema
 from ecac_bench.prompts import Delimited, load_prompt
+from ecac_bench.qa_tools import QUESTIONS_SCHEMA, parse_generated_questions
 from ecac_bench.toy_precision import TOYS_SCHEMA, extract_with_llm, parse_name_list
-from ecac_bench.utility import QUESTIONS_SCHEMA, parse_choice, parse_generated_questions
+from ecac_bench.utility import parse_choice
 
 # -- every value a schema allows is read back ---------------------------------------------------------------------
 

@@ -13,16 +13,27 @@ from ecac_bench.cli import main
 
 def test_score_defaults_write_a_complete_report(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["score", "--json", str(out), "--by", "category", "--by", "area", "--ci", "--n-boot", "200"]) == 0
+    assert main(["score", "--json", str(out), "--by", "category", "--by", "area", "--n-boot", "200"]) == 0
     report = json.loads(out.read_text())
     expected = score_captions(load_dataset(), load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset()))
     assert report["metrics"] == pytest.approx(expected.metrics)
     assert report["kind"] == "ecac-bench/score" and report["model"] == "system-a"
     assert report["dataset"]["name"] == "ecac-sample" and report["dataset"]["size"] == len(load_dataset())
     assert report["coverage"]["metric_images"]["tts"] > 0
-    assert set(report["breakdown"]) == {"category", "area"} and "ci" in report
-    assert report["config"]["match"] == "exact"
-    assert "tts_fl" in capsys.readouterr().out
+    assert set(report["breakdown"]) == {"category", "area"} and set(report["ci"]) == {*expected.metrics}
+    assert report["ci_config"] == {
+        "method": "percentile bootstrap over images",
+        "n_boot": 200,
+        "seed": 0,
+        "level": 0.95,
+    }
+    assert report["config"]["match"] == "exact" and report["schema_version"] == 2
+    out_text = capsys.readouterr().out
+    assert "tts_fl" in out_text and f"signature: {report['signature']}" in out_text
+    assert report["signature"].endswith("|match:exact|pixels:unknown|decoding:unknown|nboot:200|seed:0")
+    assert main(["score", "--json", str(out), "--n-boot", "0"]) == 0  # no intervals asked for
+    no_ci = json.loads(out.read_text())
+    assert no_ci["ci"] is None and no_ci["signature"].endswith("|nboot:0")
 
 
 def test_score_system_b_differs_and_model_flag(tmp_path):
@@ -133,14 +144,16 @@ def test_bad_allow_failed_is_a_usage_error(capsys):
 def test_prompt_id_is_recorded(tmp_path):
     out = tmp_path / "r.json"
     assert main(["score", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["caption_prompt"] == {"id": "unknown", "sha256": None}
+    assert json.loads(out.read_text())["protocol"]["caption_prompt"] == {"id": "unknown", "sha256": None}
     from ecac_bench.prompts import load_prompt
 
     own = load_prompt("caption", "zh")
     assert main(["score", "--json", str(out), "--prompt-id", own.tag]) == 0
-    assert json.loads(out.read_text())["caption_prompt"] == {"id": own.tag, "sha256": own.sha256}
+    report = json.loads(out.read_text())
+    assert report["protocol"]["caption_prompt"] == {"id": own.tag, "sha256": own.sha256}
+    assert f"|prompt:{own.tag}#{own.sha256[:8]}|" in report["signature"]
     assert main(["score", "--json", str(out), "--prompt-id", "my-lab-prompt-v3"]) == 0
-    assert json.loads(out.read_text())["caption_prompt"] == {"id": "my-lab-prompt-v3", "sha256": None}
+    assert json.loads(out.read_text())["protocol"]["caption_prompt"] == {"id": "my-lab-prompt-v3", "sha256": None}
 
 
 def test_empty_files_are_errors_in_every_command(tmp_path, capsys):

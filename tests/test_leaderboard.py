@@ -36,67 +36,126 @@ SAMPLE_DS = {"name": "ecac-sample", "path": "/x/ecac_sample.jsonl", "split": "te
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def score_report(model: str, tts: float | None, dataset: dict[str, Any] | None = None, **metrics: float) -> dict:
-    values = dict.fromkeys(
-        ("tts", "tts_l", "tts_m", "tts_h", "tts_fl", "tts_fm", "tts_fh", "tts_bl", "tts_bm", "tts_bh"), 50.0
-    )
+SCORE_KEYS = ("tts", "tts_l", "tts_m", "tts_h", "tts_fl", "tts_fm", "tts_fh", "tts_bl", "tts_bm", "tts_bh")
+
+
+def score_report(
+    model: str,
+    tts: float | None,
+    dataset: dict[str, Any] | None = None,
+    prompt: dict[str, Any] | None = None,
+    **metrics: float,
+) -> dict:
+    values = dict.fromkeys(SCORE_KEYS, 50.0)
     values.update(tts=tts, reward=1.5, **metrics)
     return build_report(
         "ecac-bench/score",
         model=model,
         dataset=dataset or SAMPLE_DS,
         metrics=values,
+        protocol={"caption_prompt": prompt or {"id": "unknown"}, "match": "exact"},
         config={"match": "exact"},
         date="2026-11-20",
     )
 
 
-def judge_report(model: str, score: float, dataset: dict[str, Any] | None = None) -> dict:
+JUDGE = {"model": "qwen2.5-vl-72b", "params": {"temperature": 0}, "prompt": {"id": "judge_score.zh@1"}}
+
+
+def judge_report(model: str, score: float, dataset: dict[str, Any] | None = None, judge: dict | None = None) -> dict:
     return build_report(
         "ecac-bench/judge",
         model=model,
         dataset=dataset or SAMPLE_DS,
         metrics={"judge_score": score, "judge_score_std": 7.5, "n": 40, "n_failed": 0},
-        judge={"model": "qwen2.5-vl-72b", "base_url": "http://judge.internal:9999/v1"},
+        protocol={"judge": judge or JUDGE},
+        judge={"model": (judge or JUDGE)["model"], "base_url": "http://judge.internal:9999/v1"},
         date="2026-11-21",
     )
 
 
 def precision_report(model: str, precision: float) -> dict:
+    counts = {"n_images": 40, "n_images_with_names": 30, "n_extracted": 76, "n_correct": 44, "n_failed": 0}
     return build_report(
         "ecac-bench/toy-precision",
         model=model,
         dataset=SAMPLE_DS,
-        metrics={"toy_precision": precision, "toy_precision_macro": precision - 1, "avg_toy_count": 1.9},
+        metrics={"toy_precision": precision, "toy_precision_macro": precision - 1, "avg_toy_count": 1.9, **counts},
+        protocol={"match": "exact", "precision_match": "equal", "extractor": "lexicon"},
         config={"extractor": "lexicon"},
         date="2026-11-22",
     )
 
 
+def signature_entry(kind: str, dataset: dict[str, Any], protocol: dict[str, Any], ci: dict | None = None) -> dict:
+    """The ``ecac_signature`` value an ECAC lmms-eval task reports (ecac_bench.lmms_adapter)."""
+    from ecac_bench.report_schema import SignedFields, format_signature
+
+    ci_config = {"method": "percentile bootstrap over images", "n_boot": 1000, "seed": 0, "level": 0.95}
+    fields = SignedFields.model_validate(
+        {
+            "harness": {"name": "ecac-bench", "version": "0.1.0", "runner": "lmms-eval 0.7.3"},
+            "kind": kind,
+            "dataset": {k: v for k, v in dataset.items() if k != "path"},
+            "protocol": protocol,
+            "ci_config": ci_config if ci else None,
+        }
+    )
+    return {"schema_version": 2, "text": format_signature(fields), **fields.model_dump(), "ci": ci}
+
+
+LMMS_DS = {"name": "ecac_test", "split": "test", "size": 500, "sha256": SHA_B}
+CAPTION = {"caption_prompt": {"id": "caption.zh@2", "sha256": "c" * 64}}
+
+
 def lmms_results(model: str = "Qwen/Qwen2.5-VL-3B-Instruct") -> dict:
     """The shape lmms-eval 0.7.3 writes to <output_path>/<model>/<timestamp>_results.json."""
+    tts_ci = {k: None for k in (*SCORE_KEYS, "reward")} | {"tts": [38.5, 44.0]}
     return {
         "results": {
             "ecac_tts": {
                 "alias": "ecac_tts",
-                "dataset_name,none": "ecac_test",
-                "dataset_split,none": "test",
-                "dataset_size,none": 500.0,
-                "dataset_sha256,none": SHA_B,
                 "tts,none": 41.25,
                 "tts_stderr,none": "N/A",
                 "tts_l,none": 60.0,
                 "tts_m,none": 30.0,
                 "tts_h,none": 5.0,
-                "tts_bh,none": "N/A",
                 "tts_fl,none": 70.0,
+                "tts_fm,none": "N/A",
+                "tts_fh,none": "N/A",
+                "tts_bl,none": "N/A",
+                "tts_bm,none": "N/A",
+                "tts_bh,none": "N/A",
                 "reward,none": 2.25,
+                "n_failed_generations,none": 0,
+                "ecac_signature,none": signature_entry(
+                    "ecac-bench/score", LMMS_DS, {**CAPTION, "match": "exact"}, tts_ci
+                ),
             },
-            "ecac_judge": {"alias": "ecac_judge", "judge_score,none": 81.5, "judge_score_stderr,none": "N/A"},
+            "ecac_judge": {
+                "alias": "ecac_judge",
+                "judge_score,none": 81.5,
+                "judge_score_stderr,none": "N/A",
+                "judge_score_std,none": 6.0,
+                "n,none": 500,
+                "n_failed,none": 0,
+                "ecac_signature,none": signature_entry("ecac-bench/judge", LMMS_DS, {**CAPTION, "judge": JUDGE}),
+            },
             "ecac_toy_precision": {
                 "alias": "ecac_toy_precision",
                 "toy_precision,none": 66.0,
+                "toy_precision_macro,none": 60.0,
                 "avg_toy_count,none": 1.7,
+                "n_images,none": 500,
+                "n_images_with_names,none": 400,
+                "n_extracted,none": 850,
+                "n_correct,none": 561,
+                "n_failed,none": 0,
+                "ecac_signature,none": signature_entry(
+                    "ecac-bench/toy-precision",
+                    LMMS_DS,
+                    {**CAPTION, "match": "exact", "precision_match": "equal", "extractor": "lexicon"},
+                ),
             },
         },
         "group_subtasks": {"ecac": ["ecac_tts", "ecac_judge", "ecac_toy_precision"]},
@@ -106,6 +165,7 @@ def lmms_results(model: str = "Qwen/Qwen2.5-VL-3B-Instruct") -> dict:
                 "dataset_path": "json",
                 "test_split": "test",
                 "dataset_kwargs": {"data_files": {"test": "/data/ecac_test.jsonl"}},
+                "generation_kwargs": {"max_new_tokens": 512, "temperature": 0, "do_sample": False},
             },
         },
         "versions": {"ecac_tts": 1.0, "ecac_judge": 1.0, "ecac_toy_precision": 1.0},
@@ -145,7 +205,8 @@ def test_score_judge_precision_reports_merge_into_one_measured_row(tmp_path):
     assert row.metric_origin["judge_score"] == "runs/m.judge.json"
     assert {p.kind for p in row.provenance} == {"ecac-bench/score", "ecac-bench/judge", "ecac-bench/toy-precision"}
     assert {p.judge_model for p in row.provenance} == {None, "qwen2.5-vl-72b"}
-    assert {p.note for p in row.provenance} == {"match exact", "n 40; n_failed 0", "extractor lexicon"}
+    assert {p.note for p in row.provenance} == {"match exact", "n 40; n_failed 0", "extractor lexicon; n_failed 0"}
+    assert len(row.signatures) == 3 and all(s.startswith("ecac-bench:0.1.0|kind:") for s in row.signatures)
     assert row.date == "2026-11-22"
     assert board.dataset.sha256 == SHA_A and board.dataset.size == 40 and board.dataset.split == "test"
 
@@ -156,12 +217,27 @@ def test_sibling_metrics_are_optional_columns(tmp_path):
     write(runs / "b.score.json", score_report("B", 55.0))
     build(tmp_path, runs)
     assert "Sibling caption metrics" not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
-    utility = build_report("ecac-bench/utility", model="A", dataset=SAMPLE_DS, metrics={"utility": 71.5})
+    counts = {"n_images": 40, "n_questions": 80, "n_rounds": 320, "n_failed": 0, "n_unparsed": 0}
+    utility = build_report(
+        "ecac-bench/utility",
+        model="A",
+        dataset=SAMPLE_DS,
+        metrics={"utility": 71.5, "utility_micro": 70.0, **counts},
+        protocol={"match": "exact"},
+    )
     balanced = build_report(
         "ecac-bench/balanced",
         model="B",
         dataset=SAMPLE_DS,
-        metrics={"balanced_precision": 80.0, "balanced_recall": 40.0, "linguistic": 90.0, "b_capscore": 61.02},
+        metrics={
+            "balanced_precision": 80.0,
+            "balanced_recall": 40.0,
+            "linguistic": 90.0,
+            "b_capscore": 61.02,
+            "n": 40,
+            "n_failed": 0,
+        },
+        protocol={"match": "exact"},
     )
     write(runs / "a.utility.json", utility)
     write(runs / "b.balanced.json", balanced)
@@ -187,9 +263,11 @@ def test_judge_endpoint_is_not_published(tmp_path):
 def test_lmms_eval_results_folder(tmp_path):
     out = tmp_path / "lmms"
     path = write(out / "Qwen__Qwen2.5-VL-3B-Instruct" / "20261124_093015_results.json", lmms_results())
-    entry = parse_results_file(path, "lmms/Qwen__Qwen2.5-VL-3B-Instruct/20261124_093015_results.json")
-    assert entry.model == "Qwen/Qwen2.5-VL-3B-Instruct"
-    assert entry.metrics == {
+    entries = parse_results_file(path, "lmms/Qwen__Qwen2.5-VL-3B-Instruct/20261124_093015_results.json")
+    assert [e.provenance.kind for e in entries] == ["lmms-eval ecac_judge", "lmms-eval ecac_toy_precision",
+                                                    "lmms-eval ecac_tts"]  # fmt: skip
+    assert {e.model for e in entries} == {"Qwen/Qwen2.5-VL-3B-Instruct"}
+    assert {k: v for e in entries for k, v in e.metrics.items()} == {
         "tts": 41.25,
         "tts_l": 60.0,
         "tts_m": 30.0,
@@ -197,23 +275,32 @@ def test_lmms_eval_results_folder(tmp_path):
         "tts_fl": 70.0,
         "reward": 2.25,
         "judge_score": 81.5,
+        "judge_score_std": 6.0,
         "toy_precision": 66.0,
+        "toy_precision_macro": 60.0,
         "avg_toy_count": 1.7,
     }
-    assert entry.provenance.date == "2026-11-24"
-    assert entry.provenance.kind == "lmms-eval"
-    assert "ecac_tts v1.0" in entry.provenance.harness
-    assert entry.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
-    assert entry.provenance.note is None
+    tts = entries[2]
+    assert tts.ci == {"tts": (38.5, 44.0)}
+    assert tts.provenance.date == "2026-11-24" and tts.provenance.note is None
+    assert tts.provenance.harness == "ecac-bench 0.1.0 via lmms-eval 0.7.3"
+    assert tts.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
+    # the signature states what the task knew and what the results file's config adds (decoding; no pixel budget)
+    assert tts.provenance.signature == (
+        "ecac-bench:0.1.0+lmms-eval:0.7.3|kind:score|data:ecac_test|split:test|size:500|sha256:bbbbbbbbbbbb|"
+        "prompt:caption.zh@2#cccccccc|match:exact|pixels:unknown|"
+        "decoding:greedy,max_new_tokens=512,repetition_penalty=checkpoint|nboot:1000|seed:0"
+    )
     (board,) = build(tmp_path, out).boards
-    assert board.rows[0].metrics["judge_score"] == 81.5
+    (row,) = board.rows
+    assert row.metrics["judge_score"] == 81.5 and row.ci == {"tts": (38.5, 44.0)}
 
 
 def test_lmms_eval_model_name_falls_back_to_model_args(tmp_path):
     data = lmms_results()
     del data["model_name"]
-    entry = parse_results_file(write(tmp_path / "r.json", data), "r.json")
-    assert entry.model == "Qwen/Qwen2.5-VL-3B-Instruct"
+    entries = parse_results_file(write(tmp_path / "r.json", data), "r.json")
+    assert {e.model for e in entries} == {"Qwen/Qwen2.5-VL-3B-Instruct"}
 
 
 def test_lmms_eval_limit_is_a_different_dataset(tmp_path):
@@ -221,17 +308,22 @@ def test_lmms_eval_limit_is_a_different_dataset(tmp_path):
     write(out / "a" / "20261124_093015_results.json", lmms_results("A"))
     limited = lmms_results("B")
     limited["n-samples"]["ecac_tts"]["effective"] = 8
+    for values in limited["results"].values():  # a --limit run states the 8 records it saw
+        values["ecac_signature,none"]["dataset"].update(size=8, sha256=SHA_A)
+        values["ecac_signature,none"]["text"] = values["ecac_signature,none"]["text"].replace(
+            "size:500|sha256:bbbbbbbbbbbb", "size:8|sha256:aaaaaaaaaaaa"
+        )
     write(out / "b" / "20261124_093015_results.json", limited)
     boards = build(tmp_path, out).boards
     assert sorted(b.dataset.size for b in boards) == [8, 500]
     limited_row = next(b.rows[0] for b in boards if b.dataset.size == 8)
-    assert limited_row.provenance[0].note == "lmms-eval --limit: 8 of 500 images"
+    assert "lmms-eval --limit: 8 of 500 images" in {p.note for p in limited_row.provenance}
 
 
 def test_lmms_eval_without_dataset_identity_is_not_ranked_with_others(tmp_path):
     data = lmms_results()
-    for key in ("dataset_name,none", "dataset_split,none", "dataset_size,none", "dataset_sha256,none"):
-        del data["results"]["ecac_tts"][key]
+    for values in data["results"].values():  # a run of an ecac-bench before the signature
+        del values["ecac_signature,none"]
     out = tmp_path / "lmms"
     write(out / "m" / "20261124_093015_results.json", data)
     write(out / "other.json", score_report("Other", 10.0, {**SAMPLE_DS, "size": 500, "split": None, "sha256": SHA_B}))
@@ -239,19 +331,35 @@ def test_lmms_eval_without_dataset_identity_is_not_ranked_with_others(tmp_path):
     assert len(boards) == 2
     unknown = next(b for b in boards if b.dataset.sha256 is None)
     assert unknown.dataset.name == "dataset not recorded by lmms-eval"
-    assert "did not report dataset_name" in unknown.rows[0].provenance[0].note
+    assert "reported no ecac_signature" in unknown.rows[0].provenance[0].note
+    assert unknown.rows[0].metrics["tts"] == 41.25 and unknown.rows[0].metrics["judge_score"] == 81.5
 
 
 def test_lmms_eval_and_ecac_bench_runs_on_the_same_data_share_a_board(tmp_path):
     out = tmp_path / "runs"
     write(out / "lmms" / "Qwen__Qwen2.5-VL-3B-Instruct" / "20261124_093015_results.json", lmms_results())
-    same = {"name": "ecac_test", "path": "/elsewhere/ecac_test.jsonl", "split": "test", "size": 500, "sha256": SHA_B}
-    write(out / "qwen-score.json", score_report("Qwen/Qwen2.5-VL-3B-Instruct", 41.25, same))
-    write(out / "other-score.json", score_report("Other", 50.0, same))
+    # the same records under another file name (the record-level hash is what counts)
+    same = {"name": "test_set", "path": "/elsewhere/test_set.parquet", "split": "test", "size": 500, "sha256": SHA_B}
+    prompt = CAPTION["caption_prompt"]
+    write(out / "qwen-score.json", score_report("Qwen/Qwen2.5-VL-3B-Instruct", 41.25, same, prompt=prompt))
+    write(out / "other-score.json", score_report("Other", 50.0, same, prompt=prompt))
     (board,) = build(tmp_path, out).boards
+    assert board.names == ["ecac_test", "test_set"] and len(board.rankings) == 1
     names = [r.display_name for r in board.rows]
     assert names[0] == "Other" and len(names) == 3 and len(set(names)) == 3  # tts given twice: two rows
     assert [r.rank for r in board.rows] == [1, 2, 2]
+
+
+def _with(report: dict, **changes: Any) -> str:
+    """A valid report's JSON with top-level fields replaced (no re-validation: the builder must catch it)."""
+    return json.dumps({**report, **changes})
+
+
+def _metric(report: dict, **values: Any) -> str:
+    return json.dumps({**report, "metrics": {**report["metrics"], **values}})
+
+
+GOOD = score_report("M", 1.0)
 
 
 @pytest.mark.parametrize(
@@ -260,19 +368,32 @@ def test_lmms_eval_and_ecac_bench_runs_on_the_same_data_share_a_board(tmp_path):
         ("{not json", "invalid JSON at line 1"),
         ("[1, 2]", "expected a JSON object"),
         (json.dumps({"hello": 1}), "unrecognised results file"),
-        (json.dumps({"kind": "ecac-bench/agree"}), "'ecac-bench/agree' carries no leaderboard metrics"),
-        (json.dumps({k: v for k, v in score_report("M", 1.0).items() if k != "model"}), "model: missing"),
-        (json.dumps({**score_report("M", 1.0), "date": "24/11/2026"}), "date: expected a date YYYY-MM-DD"),
-        (json.dumps(score_report("M", 140.0)), "metrics.tts: 140.0 is outside 0-100"),
-        (json.dumps(score_report("M", "high")), "metrics.tts: expected a number, got 'high'"),
-        (json.dumps({**score_report("M", 1.0), "config": {"match": "fuzzy"}}), "ranks only the exact rule"),
-        (json.dumps({**score_report("M", 1.0), "dataset": {**SAMPLE_DS, "sha256": "xyz"}}), "dataset.sha256"),
-        (json.dumps({**score_report("M", 1.0), "metrics": {"reward": 1.0}}), "metrics.tts: missing"),
+        (json.dumps({"kind": "ecac-bench/score"}), "schema_version: None is not 2 (a report written before schema 2"),
+        (_with(judge_report("M", 1.0), kind="ecac-bench/agree"), "metrics: a ecac-bench/agree report holds per-method"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "model"}), "model: missing"),
+        (_with(GOOD, date="24/11/2026"), "date: expected a date YYYY-MM-DD"),
+        (_with(GOOD, date="2025-02-30"), "date: expected a date YYYY-MM-DD"),
+        (_metric(GOOD, tts=140.0), "metrics.tts: 140.0 is outside 0-100"),
+        (_metric(GOOD, tts="high"), "metrics"),
+        (_metric(GOOD, reward=-1.0), "metrics.reward: -1.0 is below 0"),
+        (_metric(GOOD, reward=10**400), "metrics.reward: inf is not a finite number"),
+        (_metric(GOOD, bleu=3.0), "unknown metric(s) ['bleu']"),
+        (_with(GOOD, protocol={**GOOD["protocol"], "match": "fuzzy@90"}), "signature"),
+        (_with(GOOD, dataset={**SAMPLE_DS, "sha256": "xyz"}), "dataset.sha256"),
+        (_with(GOOD, dataset={**SAMPLE_DS, "size": 10**400}), "dataset.size"),
+        (_with(GOOD, dataset=[SAMPLE_DS]), "dataset"),
+        (_with(GOOD, metrics={k: v for k, v in GOOD["metrics"].items() if k != "tts"}), "metrics.tts: missing"),
+        (_with(GOOD, signature="forged"), "does not state the report's fields"),
+        (_with(GOOD, extra_field=1), "extra_field: unknown field"),
+        (json.dumps({**GOOD, "config": {"a": json.loads("[" * 30 + "]" * 30)}}), "nested more than"),
+        ("[" * 100_000 + "]" * 100_000, "nested more than"),
         (json.dumps({**lmms_results(), "results": {"mmmu": {"acc,none": 0.5}}}), "no ecac_* task"),
+        (json.dumps({**lmms_results(), "results": [1]}), "results: Input should be a valid dictionary"),
         (
             json.dumps({**lmms_results(), "results": {"ecac_tts": {"tts,none": 1.0, "tts,strict": 2.0}}}),
             "more than once",
         ),
+        (json.dumps({**lmms_results(), "date": "2026-99-99", "model_name": "x"}), "date:"),
     ],
 )
 def test_bad_results_file_names_path_and_problem(tmp_path, content, needle):
@@ -296,7 +417,7 @@ def test_built_leaderboard_json_is_not_taken_for_results(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda e: e.update(source="measured"), "entries[0].source: must be 'reported'"),
+        (lambda e: e.update(source="measured"), "entries[0].source: Input should be 'reported'"),
         (lambda e: e.pop("params_b"), "entries[0].params_b: missing"),
         (lambda e: e.pop("table"), "entries[0].table: missing"),
         (lambda e: e["citation"].pop("key"), "entries[0].citation.key: missing"),
@@ -450,8 +571,9 @@ def test_csv_and_markdown_hold_the_same_table(tmp_path):
     write(runs / "a.json", score_report("A|B", 40.0))
     build(tmp_path, runs)
     csv_text = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()
-    assert csv_text[0].startswith("dataset,dataset_split,dataset_size,dataset_sha256,rank,model,source,params_b,tts,")
-    assert csv_text[1].startswith(f"ecac-sample,test,40,{SHA_A},1,A|B,measured,,40.0,")
+    header = "dataset,dataset_split,dataset_size,dataset_sha256,ranking,rank,model,source,params_b,tts,"
+    assert csv_text[0].startswith(header)
+    assert csv_text[1].startswith(f"ecac-sample,test,40,{SHA_A},main,1,A|B,measured,,40.0,")
     md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
     assert "| 1 | A\\|B | — | 40.00 |" in md
 
@@ -483,7 +605,7 @@ def test_failed_build_leaves_previous_site_intact(tmp_path, monkeypatch):
     build(tmp_path, runs)
     before = site_bytes(tmp_path / "site")
     write(runs / "more.json", score_report("More", 50.0))
-    (runs / "bad.json").write_text('{"kind": "ecac-bench/score"}', encoding="utf-8")
+    (runs / "bad.json").write_text('{"schema_version": 2, "kind": "ecac-bench/score"}', encoding="utf-8")
     with pytest.raises(BuildError, match="harness: missing"):
         build(tmp_path, runs)
     assert site_bytes(tmp_path / "site") == before
@@ -610,3 +732,90 @@ def test_results_file_written_by_lmms_evals_own_tracker(tmp_path):
     assert row.model == "Qwen/Qwen2.5-VL-7B-Instruct" and row.date == "2026-11-24"
     assert row.metrics["tts"] == 41.25 and board.dataset == DatasetId("ecac_test", "test", 500, SHA_B)
     assert row.provenance[0].origin == "lmms/Qwen__Qwen2.5-VL-7B-Instruct/20261124_093015_results.json"
+
+
+# ---------------------------------------------------------------------------------------------- the board rule, CIs
+
+
+def with_ci(report: dict, tts_ci: tuple[float, float]) -> dict:
+    keys = [*SCORE_KEYS, "reward"]
+    return build_report(
+        report["kind"],
+        model=report["model"],
+        dataset=report["dataset"],
+        metrics=report["metrics"],
+        protocol=report["protocol"],
+        ci={k: list(tts_ci) if k == "tts" else None for k in keys},
+        ci_config={"method": "percentile bootstrap over images", "n_boot": 1000, "seed": 0, "level": 0.95},
+        date=report["date"],
+    )
+
+
+def test_another_caption_prompt_ranks_separately_on_the_same_board_labelled(tmp_path):
+    runs = tmp_path / "runs"
+    toys = {"id": "caption_toys.zh@1", "sha256": "d" * 64}
+    write(runs / "a.json", score_report("A", 40.0))
+    write(runs / "b.json", score_report("B", 30.0))
+    write(runs / "c.json", score_report("C", 90.0, prompt=toys))  # teaches to the test: never ranked with A and B
+    (board,) = build(tmp_path, runs).boards
+    main, apart = board.rankings
+    assert [(r.display_name, r.rank) for r in main.rows] == [("A", 1), ("B", 2)] and main.label == ""
+    assert [(r.display_name, r.rank) for r in apart.rows] == [("C", 1)]
+    assert apart.label == "caption prompt: caption_toys.zh@1#dddddddd"
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "Ranked separately: caption prompt: caption_toys.zh@1#dddddddd" in page
+    rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))["boards"][0]["rows"]
+    assert [(r["display_name"], r["ranking"], r["rank"]) for r in rows] == [
+        ("A", "main", 1),
+        ("B", "main", 2),
+        ("C", "caption prompt: caption_toys.zh@1#dddddddd", 1),
+    ]
+
+
+def test_overlapping_cis_are_marked_not_separable_and_reported_rows_have_none(tmp_path):
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(runs / "a.json", with_ci(score_report("A", 50.0), (45.0, 55.0)))
+    write(runs / "b.json", with_ci(score_report("B", 48.0), (43.0, 53.0)))
+    write(runs / "c.json", with_ci(score_report("C", 20.0), (15.0, 25.0)))
+    write(
+        base / "p.json",
+        {
+            "entries": [
+                {
+                    "source": "reported",
+                    "citation": {"key": "p", "text": "P"},
+                    "table": "T1",
+                    "model": "R",
+                    "params_b": 1,
+                    "dataset": {"name": "ecac-sample", "split": "test", "size": 40, "sha256": SHA_A},
+                    "metrics": {"tts": 41.0},
+                }
+            ]
+        },
+    )
+    (board,) = build(tmp_path, runs, [base]).boards
+    rows = {r.display_name: r for r in board.rows}
+    assert rows["A"].not_separable_from == ["B"] and rows["B"].not_separable_from == ["A"]
+    assert rows["C"].not_separable_from == [] and rows["A"].ci == {"tts": (45.0, 55.0)}
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'title="95% CIs of TTS overlap with: B"' in page and "95% CI 45.00–55.00" in page
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    by_name = {r["display_name"]: r for r in data["boards"][0]["rows"]}
+    assert by_name["A"]["ci"]["tts"] == [45.0, 55.0] and by_name["R"]["ci"] is None
+    csv_rows = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()
+    header = csv_rows[0].split(",")
+    a_row = next(line.split(",") for line in csv_rows if ",A," in line)
+    assert a_row[header.index("tts_ci_low")] == "45.0" and a_row[header.index("not_separable_from")] == "B"
+
+
+def test_the_sample_note_follows_the_data_not_the_file_name(tmp_path):
+    sample = load_dataset()
+    runs = tmp_path / "runs"
+    write(runs / "copy.json", score_report("A", 40.0, {**sample.describe(), "name": "my-copy"}))
+    write(runs / "other.json", score_report("B", 40.0, {**SAMPLE_DS, "name": "ecac-sample", "sha256": SHA_B}))
+    boards = {b.dataset.name: b for b in build(tmp_path, runs).boards}
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    sections = page.split('<section class="card board"')[1:]
+    note = "The bundled sample is small and synthetic"
+    assert {"my-copy", "ecac-sample"} == set(boards)
+    assert [note in s for s in sections] == [b.dataset.name == "my-copy" for b in build(tmp_path, runs).boards]

@@ -69,7 +69,7 @@ def test_balanced_sends_each_key_to_its_own_endpoint(two_servers, tmp_path, capl
     assert judge.state.authorizations == {f"Bearer {JUDGE_KEY}"}
     assert vlm.state.authorizations == {f"Bearer {VLM_KEY}"}
     report = json.loads(out.read_text())
-    assert report["config"]["vlm"]["base_url"] == vlm.base_url and report["config"]["vlm"]["model"] == "fake-vlm"
+    assert report["vlm"]["base_url"] == vlm.base_url and report["vlm"]["model"] == "fake-vlm"
     assert report["judge"]["base_url"] == judge.base_url
     assert_no_secret(tmp_path, caplog, capsys)
 

@@ -10,7 +10,8 @@ import pytest
 
 from ecac_bench import DataValidationError, load_dataset
 from ecac_bench.cli import main
-from ecac_bench.lmms_samples import is_lmms_eval_sample, load_lmms_eval_samples, looks_like_lmms_eval_samples
+from ecac_bench.lmms_samples import is_lmms_eval_sample, looks_like_lmms_eval_samples
+from ecac_bench.predictions import load_lmms_eval_samples
 
 TEST = load_dataset(split="test")
 IDS = [r.id for r in TEST.records]

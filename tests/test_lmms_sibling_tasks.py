@@ -14,7 +14,7 @@ from judge_server import JudgeServer
 from test_lmms_tasks import ecac_bench_json, lmms_metrics, run_lmms_eval, sample_rows, samples_file, write_subset
 
 from ecac_bench import load_dataset
-from ecac_bench.lmms_samples import load_lmms_eval_samples
+from ecac_bench.predictions import load_lmms_eval_samples
 
 BALANCED = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore", "n", "n_failed")
 UTILITY = ("utility", "utility_micro", "n_images", "n_questions", "n_failed", "n_unparsed")

@@ -31,7 +31,7 @@ from ecac_bench import (
 )
 from ecac_bench.leaderboard import parse_results_file
 from ecac_bench.lmms_plugin import TASKS_DIR, TESTED_LMMS_EVAL, LmmsEvalIncompatible, install_task_path
-from ecac_bench.lmms_samples import load_lmms_eval_samples
+from ecac_bench.predictions import load_lmms_eval_samples
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,6 @@ ECAC_TASKS = (
 )
 ECAC_GROUPS = ("ecac", "ecac_en")
 JUDGE_KEYS = ("judge_score", "judge_score_std", "n", "n_failed")
-DATASET_FIELDS = ("name", "split", "size", "sha256")
-DATASET_KEYS = tuple(f"dataset_{k}" for k in DATASET_FIELDS)
 TOY_KEYS = ("toy_precision", "toy_precision_macro", "avg_toy_count", "n_images", "n_extracted", "n_failed")
 
 
@@ -254,8 +252,9 @@ PROMPT_OF_TASK = {
 
 
 def test_each_task_asks_its_prompt_and_reports_that_prompt(task_manager: Any) -> None:
-    """The prompt a task generates with (lmms_eval_specific_kwargs) is the one its results name (prompt_id and
-    content hash), for every task; only the toy-listing variant uses caption_toys, and no group contains it."""
+    """The prompt a task generates with (lmms_eval_specific_kwargs) is the one its results name (the signature's
+    caption prompt: id and content hash), for every task; only the toy-listing variant uses caption_toys, and no
+    group contains it."""
     from lmms_eval.tasks import get_task_dict
 
     from ecac_bench.prompts import load_prompt
@@ -267,8 +266,12 @@ def test_each_task_asks_its_prompt_and_reports_that_prompt(task_manager: Any) ->
         template = load_prompt(prompt, lang)
         assert task.doc_to_text(doc) == template.render(), name
         per_doc = task.process_results(doc, ["孩子们在玩积木"])
-        reported = {key: task.aggregation()[key]([per_doc[key]]) for key in ("prompt_id", "prompt_sha256")}
-        assert reported == {"prompt_id": template.tag, "prompt_sha256": template.sha256}, name
+        # the payload names the prompt; the signature states it (measured here for TTS: the others call a judge)
+        assert (per_doc["ecac_signature"]["prompt"], per_doc["ecac_signature"]["lang"]) == (prompt, lang), name
+        if name.startswith("ecac_tts"):
+            signature = task.aggregation()["ecac_signature"]([per_doc["ecac_signature"]])
+            assert signature["protocol"]["caption_prompt"] == {"id": template.tag, "sha256": template.sha256}, name
+            assert f"prompt:{template.tag}#{template.sha256[:8]}" in signature["text"], name
     groups = {name: yaml_tasks(name) for name in ("ecac", "ecac_en", "ecac_all", "ecac_all_en")}
     assert not any(t.startswith("ecac_tts_toys") for members in groups.values() for t in members)
     assert tasks["ecac_tts"].doc_to_visual(next(iter(tasks["ecac_tts"].test_docs())))[0].mode == "RGB"
@@ -412,13 +415,17 @@ def test_cli_tiny_qwen2_5_vl_end_to_end_matches_ecac_bench_score(tiny_qwen: Path
     report = ecac_bench_json(["score", "--data", str(subset), "--predictions", str(predictions)], tmp_path, "score")
     assert lmms_metrics(results, "ecac_tts", METRIC_KEYS) == report["metrics"]
 
-    # the run says which dataset it saw, and the leaderboard reads the results file as a --limit run of it
-    described = load_dataset(split="test").describe()
-    assert lmms_metrics(results, "ecac_tts", DATASET_KEYS) == {f"dataset_{k}": described[k] for k in DATASET_FIELDS}
+    # the run states the records it saw (the 4 of --limit): the same records as the subset file, under another name
+    signature = results["results"]["ecac_tts"]["ecac_signature,none"]
+    assert signature["dataset"]["size"] == limit and signature["dataset"]["name"] == "ecac-sample"
+    assert signature["dataset"]["sha256"] == load_dataset(subset).sha256 == report["dataset"]["sha256"]
+    # the leaderboard reads the results file as a report of those records, with the CLI's CIs
     (results_file,) = folder.glob("*_results.json")
-    entry = parse_results_file(results_file, "tiny")
+    (entry,) = parse_results_file(results_file, "tiny")
     assert entry.metrics == {k: v for k, v in report["metrics"].items() if v is not None}
-    assert (entry.dataset.name, entry.dataset.sha256) == (described["name"], described["sha256"])
+    assert entry.dataset.sha256 == report["dataset"]["sha256"] and entry.ci == {
+        k: tuple(v) for k, v in report["ci"].items() if v is not None
+    }
 
 
 def _toy(name: str, level: str, ground: str) -> dict[str, str]:

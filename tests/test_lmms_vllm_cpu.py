@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ecac_bench import METRIC_KEYS, load_dataset, score_captions
-from ecac_bench.lmms_samples import load_lmms_eval_samples
+from ecac_bench.predictions import load_lmms_eval_samples
 from ecac_bench.testing.tiny_qwen import build_tiny_qwen2_5_vl
 
 REPO = Path(__file__).resolve().parents[1]

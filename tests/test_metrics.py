@@ -146,7 +146,7 @@ def test_fuzzy_mode_is_recorded_and_changes_matching():
     exact = score_captions(records, {"1": ["a xylofone"]})
     fuzzy = score_captions(records, {"1": ["a xylofone"]}, match=MatchConfig("fuzzy", 80))
     assert exact.metrics["tts"] == 0.0 and fuzzy.metrics["tts"] == 100.0
-    assert fuzzy.to_dict()["match"]["match"] == "fuzzy" and fuzzy.to_dict()["match"]["threshold"] == 80
+    assert fuzzy.match.describe()["match"] == "fuzzy" and fuzzy.match.describe()["threshold"] == 80
 
 
 def test_metrics_are_finite_numbers_or_none():

@@ -16,6 +16,7 @@ from ecac_bench.balanced import (
 )
 from ecac_bench.data import DataValidationError
 from ecac_bench.prompts import Delimited, load_prompt
+from ecac_bench.qa_tools import parse_generated_questions
 from ecac_bench.utility import (
     CANNOT_ANSWER,
     QAItem,
@@ -23,7 +24,6 @@ from ecac_bench.utility import (
     aggregate_utility,
     load_questions,
     parse_choice,
-    parse_generated_questions,
     shuffle_rounds,
 )
 

@@ -1,23 +1,19 @@
-"""Arguments and output helpers shared by the subcommands."""
+"""Arguments, inputs and report helpers shared by the subcommands."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
+from ecac_bench.commands._output import console, line, plain, say, text
 from ecac_bench.data import SAMPLE_DATA, SAMPLE_PREDICTIONS, EcacDataset, load_dataset
 from ecac_bench.generations import N_FAILED_KEY, FailureAllowance
 from ecac_bench.matching import MatchConfig
 from ecac_bench.predictions import Predictions, load_predictions
 from ecac_bench.report import file_sha256, write_json_atomic
-
-console = Console()
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +32,30 @@ def add_output_args(parser: argparse.ArgumentParser, default_model: str | None =
     parser.add_argument("--model", default=default_model, help="model name recorded in the report")
 
 
-def _allowance(text: str) -> FailureAllowance:
+def _count(text_value: str) -> int:
     try:
-        return FailureAllowance.parse(text)
+        value = int(text_value)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count (0, 1, 2, ...), got {text_value!r}")
+    return value
+
+
+def add_ci_args(parser: argparse.ArgumentParser, seed_help: str = "bootstrap seed (default 0)") -> None:
+    """``--n-boot`` and ``--seed``: every metric with a CI in the registry gets a bootstrap CI in the report."""
+    parser.add_argument(
+        "--n-boot",
+        type=_count,
+        default=1000,
+        help="bootstrap resamples for the 95%% confidence intervals (default 1000; 0: no intervals)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+
+
+def _allowance(text_value: str) -> FailureAllowance:
+    try:
+        return FailureAllowance.parse(text_value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--allow-failed: ")) from None
 
@@ -77,6 +94,11 @@ def match_config(args: argparse.Namespace) -> MatchConfig:
     return MatchConfig(args.match, args.fuzzy_threshold)
 
 
+def match_tag(match: MatchConfig) -> str:
+    """How a signature names the matching rule: ``exact`` or ``fuzzy@90``."""
+    return "exact" if match.mode == "exact" else f"fuzzy@{match.threshold:g}"
+
+
 def load_data(args: argparse.Namespace) -> EcacDataset:
     return load_dataset(args.data, split=args.split)
 
@@ -107,28 +129,6 @@ def caption_prompt_identity(prompt_id: str) -> dict[str, str | None]:
     return {"id": prompt_id, "sha256": None}
 
 
-def finish(args: argparse.Namespace, report: dict[str, Any], predictions: Predictions, code: int = 0) -> int:
-    """The end of every command that scores a predictions file: record the caption prompt and the failed
-    generations in the report, write it (``--json``), then exit 2 if there were more failed generations than
-    ``--allow-failed`` allows (after writing: nothing computed is lost), else ``code``."""
-    report["caption_prompt"] = caption_prompt_identity(args.prompt_id)
-    report.setdefault("config", {})["allow_failed"] = args.allow_failed.value
-    report["coverage"] = {**report.get("coverage", {}), **predictions.failure_summary()}
-    write_report(args, report)
-    failed, total = predictions.n_failed_generations, predictions.n_generations
-    if not args.allow_failed.exceeded(failed, total):
-        if failed:
-            console.print(f"[yellow]{failed} failed generation(s) left out of every metric (allowed)[/yellow]")
-        return code
-    where = f"the report is in {args.json}" if args.json else "no report file was asked for (--json)"
-    print(
-        f"error: {failed} of {total} generations failed ({N_FAILED_KEY}; allowed: {args.allow_failed.describe()}); "
-        f"every metric leaves them out; {where}; fix or regenerate them, or pass --allow-failed N",
-        file=sys.stderr,
-    )
-    return 2
-
-
 def file_identity(path: Path) -> dict[str, str]:
     """How a report names an input file: its path and content hash."""
     return {"path": str(path), "sha256": file_sha256(path)}
@@ -138,25 +138,28 @@ def write_report(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
     """Write the report to ``--json`` (atomically) when given."""
     if args.json:
         write_json_atomic(args.json, report)
-        console.print(f"report written to {args.json}")
+        say("report written to ", text(args.json))
 
 
-def fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def print_signature(report: Mapping[str, Any]) -> None:
+    """The report's signature under its tables, on one line (never wrapped: it is copied as it is)."""
+    console.print(line(("signature: ", "dim"), text(report["signature"])), soft_wrap=True)
 
 
-def metrics_table(
-    title: str, rows: Sequence[tuple[str, Mapping[str, Any]]], keys: Sequence[str], extra: Sequence[str] = ()
-) -> Table:
-    """A table with one row per (label, values) and one column per key."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("")
-    for key in (*keys, *extra):
-        table.add_column(key, justify="right")
-    for label, values in rows:
-        table.add_row(label, *(fmt(values.get(k)) for k in (*keys, *extra)))
-    return table
+def finish(args: argparse.Namespace, report: dict[str, Any], predictions: Predictions, code: int = 0) -> int:
+    """The end of every command that scores a predictions file: write the report (``--json``), then exit 2 if there
+    were more failed generations than ``--allow-failed`` allows (after writing: nothing computed is lost), else
+    ``code``."""
+    write_report(args, report)
+    failed, total = predictions.n_failed_generations, predictions.n_generations
+    if not args.allow_failed.exceeded(failed, total):
+        if failed:
+            say((f"{failed} failed generation(s) left out of every metric (allowed)", "yellow"))
+        return code
+    where = f"the report is in {plain(args.json)}" if args.json else "no report file was asked for (--json)"
+    print(
+        f"error: {failed} of {total} generations failed ({N_FAILED_KEY}; allowed: {args.allow_failed.describe()}); "
+        f"every metric leaves them out; {where}; fix or regenerate them, or pass --allow-failed N",
+        file=sys.stderr,
+    )
+    return 2

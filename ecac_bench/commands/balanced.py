@@ -5,53 +5,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
-from pathlib import Path
 
-from ecac_bench.balanced import aggregate_balanced, balanced_items, balanced_scores
-from ecac_bench.commands._common import (
-    add_data_args,
-    add_output_args,
-    add_predictions_args,
-    console,
-    file_identity,
-    finish,
-    load_data_and_predictions,
-    metrics_table,
-)
+from ecac_bench.balanced import BALANCED, BALANCED_PROMPTS, aggregate_balanced, balanced_items, balanced_scores
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.commands._metric import Measurement, MetricCommand
+from ecac_bench.data import EcacDataset
 from ecac_bench.llm import LLMClient
-from ecac_bench.report import build_report
+from ecac_bench.predictions import Predictions
+from ecac_bench.prompts import load_prompt
+from ecac_bench.report_schema import judge_identity
 
-METRICS = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore", "n", "n_failed")
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("balanced", help="BalCapRL balanced score: precision, recall, linguistic")
-    add_data_args(parser)
-    add_predictions_args(parser, "score only the predicted images")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="prompt language (default zh)")
     add_llm_args(parser, vlm=True, parse_retries=2)
-    add_output_args(parser)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predictions) -> Measurement:
     settings = llm_settings(args)
-    dataset, predictions_path, predictions = load_data_and_predictions(args)
     llm, vlm = LLMClient.from_settings(settings), LLMClient.from_settings(settings, "vlm")
     items = balanced_items(dataset, predictions)
     images = asyncio.run(balanced_scores(llm, vlm, items, lang=args.lang, retries=settings.parse_retries))
-    result = aggregate_balanced(images)
-    model = args.model or Path(predictions_path).stem
-    report = build_report(
-        "ecac-bench/balanced",
-        model=model,
-        dataset=dataset.describe(),
-        metrics=result.metrics(),
-        config={"lang": args.lang, "parse_retries": settings.parse_retries, "vlm": vlm.describe()},
-        predictions=file_identity(predictions_path),
-        failures=dict(Counter(i.error.split(":")[0] for i in images if i.error)),
-        **llm_report_fields(llm),
+    judge = judge_identity(llm, *(load_prompt(task, args.lang) for task in BALANCED_PROMPTS))
+    judge["params"] = {**judge["params"], "vlm": vlm.config.model}  # the verifier is part of what the numbers mean
+    return Measurement(
+        aggregate_balanced(images).stats,
+        coverage={"images": len(dataset), "predicted": len(predictions), "items": len(items)},
+        config={"lang": args.lang, "parse_retries": settings.parse_retries},
+        protocol={"judge": judge},
+        sections={
+            "failures": dict(Counter(i.error.split(":")[0] for i in images if i.error)),
+            "vlm": vlm.describe(),
+            **llm_report_fields(llm),
+        },
+        title=llm.config.model,
     )
-    console.print(metrics_table(f"balanced score ({llm.config.model})", [(model, report["metrics"])], METRICS))
-    return finish(args, report, predictions, 0 if result.n else 1)
+
+
+COMMAND = MetricCommand(
+    name="balanced",
+    kind="balanced",
+    help="BalCapRL balanced score: precision, recall, linguistic",
+    allow_missing_help="score only the predicted images",
+    estimator=BALANCED,
+    add_arguments=_arguments,
+    measure=_measure,
+    nothing_measured=lambda metrics, _: not metrics["n"],
+)
+register = COMMAND.register

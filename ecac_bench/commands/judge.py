@@ -8,57 +8,45 @@ from pathlib import Path
 
 import orjson
 
-from ecac_bench.commands._common import (
-    add_data_args,
-    add_output_args,
-    add_predictions_args,
-    console,
-    file_identity,
-    finish,
-    load_data_and_predictions,
-    metrics_table,
-)
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
-from ecac_bench.judge import (
-    LANGS,
-    aggregate_judge_scores,
-    inputs_from_predictions,
-    judge_captions,
-    prompt_version,
-)
+from ecac_bench.commands._metric import Measurement, MetricCommand
+from ecac_bench.commands._output import line, text
+from ecac_bench.data import EcacDataset
+from ecac_bench.judge import JUDGE, LANGS, inputs_from_predictions, judge_captions, judge_statistics, prompt_version
 from ecac_bench.llm import LLMClient, failure_counts
-from ecac_bench.report import build_report, write_bytes_atomic
+from ecac_bench.predictions import Predictions
+from ecac_bench.prompts import load_prompt
+from ecac_bench.report import write_bytes_atomic
+from ecac_bench.report_schema import judge_identity
 
-METRICS = ("judge_score", "judge_score_std", "n", "n_failed")
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "judge", help="MLLM-judge score (0-100) of captions through an OpenAI-compatible API"
-    )
-    add_data_args(parser)
-    add_predictions_args(parser, "judge only the predicted images")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=LANGS, default="zh", help="prompt language (default zh)")
     parser.add_argument("--text-only", action="store_true", help="do not send the image (for text-only judges)")
     parser.add_argument("--items", type=Path, default=None, help="also write per-caption scores here (JSONL)")
     add_llm_args(parser, parse_retries=2)
-    add_output_args(parser)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predictions) -> Measurement:
     settings = llm_settings(args)
-    dataset, predictions_path, predictions = load_data_and_predictions(args)
     inputs = inputs_from_predictions(dataset, predictions, with_image=not args.text_only)
     client = LLMClient.from_settings(settings)
     outcomes = asyncio.run(judge_captions(client, inputs, lang=args.lang, parse_retries=settings.parse_retries))
-    summary = aggregate_judge_scores([o.score for o in outcomes])
-    model = args.model or Path(predictions_path).stem
-    report = build_report(
-        "ecac-bench/judge",
-        model=model,
-        dataset=dataset.describe(),
-        metrics=summary.to_dict(),
+    if args.items:
+        write_bytes_atomic(args.items, b"".join(orjson.dumps(o.to_dict()) + b"\n" for o in outcomes))
+    failures = failure_counts(o.error for o in outcomes)
+    stats = client.stats
+    notes = [
+        line(
+            f"requests: {stats.requests} ({stats.cached} cached, {stats.answered} answered, {stats.failed} failed; "
+            f"{stats.retries} retries); tokens: {stats.prompt_tokens} prompt + {stats.completion_tokens} completion"
+        )
+    ]
+    if failures:
+        notes.append(line(("failures: ", "yellow"), text(failures)))
+    templates = (load_prompt("judge_score", args.lang), load_prompt("judge_score_repair", args.lang))
+    return Measurement(
+        judge_statistics([o.id for o in outcomes], [o.score for o in outcomes]),
         coverage={"images": len(dataset), "predicted": len(predictions), "captions": len(inputs)},
         config={
             "lang": args.lang,
@@ -66,19 +54,25 @@ def run(args: argparse.Namespace) -> int:
             "parse_retries": settings.parse_retries,
             "with_image": not args.text_only,
         },
-        predictions=file_identity(predictions_path),
-        failures=failure_counts(o.error for o in outcomes),
-        **llm_report_fields(client),
+        protocol={"judge": judge_identity(client, *templates)},
+        sections={
+            "failures": failures,
+            "outputs": {"items": str(args.items)} if args.items else {},
+            **llm_report_fields(client),
+        },
+        title=client.config.model,
+        notes=notes,
     )
-    console.print(metrics_table(f"MLLM judge ({client.config.model})", [(model, report["metrics"])], METRICS))
-    stats = client.stats
-    console.print(
-        f"requests: {stats.requests} ({stats.cached} cached, {stats.answered} answered, {stats.failed} failed; "
-        f"{stats.retries} retries); tokens: {stats.prompt_tokens} prompt + {stats.completion_tokens} completion"
-    )
-    if report["failures"]:
-        console.print(f"[yellow]failures:[/yellow] {report['failures']}")
-    if args.items:
-        lines = b"".join(orjson.dumps(o.to_dict()) + b"\n" for o in outcomes)
-        write_bytes_atomic(args.items, lines)
-    return finish(args, report, predictions, 0 if summary.n else 1)
+
+
+COMMAND = MetricCommand(
+    name="judge",
+    kind="judge",
+    help="MLLM-judge score (0-100) of captions through an OpenAI-compatible API",
+    allow_missing_help="judge only the predicted images",
+    estimator=JUDGE,
+    add_arguments=_arguments,
+    measure=_measure,
+    nothing_measured=lambda metrics, _: not metrics["n"],
+)
+register = COMMAND.register

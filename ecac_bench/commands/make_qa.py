@@ -1,4 +1,5 @@
-"""`ecac-bench make-qa`: generate multiple-choice questions per image with a VLM, then keep the good ones."""
+"""`ecac-bench make-qa`: generate multiple-choice questions per image with a VLM, then keep the good ones (a data
+tool: ``ecac_bench.qa_tools``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import orjson
 
-from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.commands._common import add_data_args, load_data
 from ecac_bench.commands._llm import add_llm_args, llm_settings
+from ecac_bench.commands._output import say, text
 from ecac_bench.llm import LLMClient
+from ecac_bench.qa_tools import filter_questions, generate_questions
 from ecac_bench.report import write_bytes_atomic
-from ecac_bench.utility import filter_questions, generate_questions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         )
         kept = [d.item for d in decisions if d.kept]
     write_bytes_atomic(args.out, b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in kept))
-    console.print(
+    say(
         f"{len(items)} questions generated for {len(dataset) - len(failed)} images ({len(failed)} failed); "
-        f"{len(kept)} kept -> {args.out}"
+        f"{len(kept)} kept -> ",
+        text(args.out),
     )
     return 0 if kept else 1

@@ -6,7 +6,8 @@ import argparse
 
 from rich.table import Table
 
-from ecac_bench.commands._common import add_data_args, console, load_data
+from ecac_bench.commands._common import add_data_args, load_data
+from ecac_bench.commands._output import console, say, text
 from ecac_bench.data import CATEGORIES, GROUNDS, LEVELS
 from ecac_bench.paper import PAPER_DATASET
 from ecac_bench.report import write_json_atomic
@@ -25,22 +26,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = load_data(args)
     stats = dataset_stats(dataset)
-    console.print(
-        f"[bold]{dataset.name}[/bold]: {stats.images} images, {stats.toys} toys "
-        f"({stats.distinct_toy_names} distinct names); splits {stats.images_per_split}"
+    say(
+        text(dataset.name, "bold"),
+        f": {stats.images} images, {stats.toys} toys ({stats.distinct_toy_names} distinct names); splits ",
+        text(stats.images_per_split),
     )
+    # Every value below comes from the data file: inert text, never markup (commands/_output.py).
     cats = Table(title="images per category", title_justify="left")
     cats.add_column("category")
     cats.add_column("images", justify="right")
     cats.add_column("%", justify="right")
     for category, n in stats.images_per_category.items():
-        cats.add_row(category, str(n), f"{100 * n / max(stats.images, 1):.1f}")
+        cats.add_row(text(category), str(n), f"{100 * n / max(stats.images, 1):.1f}")
     console.print(cats)
-    areas = Table(title=f"images per area ({len(stats.images_per_area)} areas)", title_justify="left")
+    areas = Table(title=text(f"images per area ({len(stats.images_per_area)} areas)"), title_justify="left")
     for col in ("area", "category", "images"):
         areas.add_column(col, justify="right" if col == "images" else "left")
     for area, info in stats.images_per_area.items():
-        areas.add_row(area, info["category"], str(info["images"]))
+        areas.add_row(text(area), text(info["category"]), str(info["images"]))
     console.print(areas)
     toys = Table(title="toys per level and ground", title_justify="left")
     toys.add_column("level")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for level in LEVELS:
         toys.add_row(level, *(str(stats.toys_per_level_ground[level][g]) for g in GROUNDS))
     console.print(toys)
-    console.print("toys per image: " + ", ".join(f"{k}: {v}" for k, v in stats.toys_per_image.items()))
+    say("toys per image: ", text(", ".join(f"{k}: {v}" for k, v in stats.toys_per_image.items())))
     if args.paper:
         console.print(paper_table(stats))
     if args.json:
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ecac_bench.stats_plot import plot_stats  # matplotlib is optional: import only when asked
 
-        console.print(f"figure written to {plot_stats(stats, f'{dataset.name}: {len(dataset)} images', args.plot)}")
+        say("figure written to ", text(plot_stats(stats, f"{dataset.name}: {len(dataset)} images", args.plot)))
     return 0
 
 

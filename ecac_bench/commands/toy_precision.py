@@ -5,28 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
-from ecac_bench.commands._common import (
-    add_data_args,
-    add_match_args,
-    add_output_args,
-    add_predictions_args,
-    console,
-    file_identity,
-    finish,
-    load_data_and_predictions,
-    match_config,
-    metrics_table,
-)
+from ecac_bench.commands._common import add_match_args, match_config, match_tag
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.commands._metric import Measurement, MetricCommand
+from ecac_bench.commands._output import line
+from ecac_bench.data import EcacDataset
 from ecac_bench.judge import LANGS
 from ecac_bench.llm import LLMClient, failure_counts
+from ecac_bench.predictions import Predictions
 from ecac_bench.prompts import load_prompt
-from ecac_bench.report import build_report
+from ecac_bench.report_schema import judge_identity
 from ecac_bench.toy_precision import (
     EXTRACTORS,
     PRECISION_MATCHES,
+    TOY_PRECISION,
     LexiconExtractor,
     describe_precision_match,
     extract_with_lexicon,
@@ -34,15 +28,8 @@ from ecac_bench.toy_precision import (
     toy_precision,
 )
 
-METRICS = ("toy_precision", "toy_precision_macro", "avg_toy_count", "n_failed")
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "toy-precision", help="toy precision and average toy count (names extracted by an LLM or a lexicon)"
-    )
-    add_data_args(parser)
-    add_predictions_args(parser, "use only the predicted images")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extractor", choices=EXTRACTORS, default="llm", help="how names are extracted (default llm)")
     parser.add_argument("--lang", choices=LANGS, default="zh", help="extraction prompt language (default zh)")
     parser.add_argument(
@@ -54,20 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_match_args(parser)
     add_llm_args(parser, parse_retries=1)
-    add_output_args(parser)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predictions) -> Measurement:
     settings = llm_settings(args)
-    dataset, predictions_path, predictions = load_data_and_predictions(args)
     match = match_config(args)
-    config: dict[str, object] = {
+    config: dict[str, Any] = {
         **match.describe(),
         "extractor": args.extractor,
         "precision_match": describe_precision_match(args.precision_match),
     }
-    extra: dict[str, object] = {}
+    protocol: dict[str, Any] = {
+        "match": match_tag(match),
+        "precision_match": args.precision_match,
+        "extractor": args.extractor,
+    }
+    sections: dict[str, Any] = {}
     names: Mapping[str, Sequence[str] | None]
     failures: dict[str, str] = {}
     if args.extractor == "lexicon":
@@ -77,22 +66,32 @@ def run(args: argparse.Namespace) -> int:
         names, failures = asyncio.run(
             extract_with_llm(client, predictions, lang=args.lang, parse_retries=settings.parse_retries)
         )
-        prompt = load_prompt("toy_extract", args.lang).tag
-        config.update(lang=args.lang, prompt=prompt, parse_retries=settings.parse_retries)
-        extra = llm_report_fields(client)
+        templates = (load_prompt("toy_extract", args.lang), load_prompt("toy_extract_repair", args.lang))
+        config.update(lang=args.lang, prompt=templates[0].tag, parse_retries=settings.parse_retries)
+        protocol["judge"] = judge_identity(client, *templates)
+        sections = llm_report_fields(client)
     result = toy_precision(dataset, names, match, args.precision_match)
-    model = args.model or Path(predictions_path).stem
-    report = build_report(
-        "ecac-bench/toy-precision",
-        model=model,
-        dataset=dataset.describe(),
-        metrics=result.metrics(),
+    return Measurement(
+        result.stats,
         coverage={"images": len(dataset), "predicted": len(predictions)},
         config=config,
-        predictions=file_identity(predictions_path),
-        failures=failure_counts(failures.values()),
-        **extra,
+        protocol=protocol,
+        sections={"failures": failure_counts(failures.values()), **sections},
+        title=f"{args.extractor} extractor",
+        notes=[
+            line(f"leaderboard: toy_precision (micro, pooled over all extracted names); {config['precision_match']}")
+        ],
     )
-    console.print(metrics_table(f"toy precision ({args.extractor} extractor)", [(model, report["metrics"])], METRICS))
-    console.print(f"leaderboard: toy_precision (micro, pooled over all extracted names); {config['precision_match']}")
-    return finish(args, report, predictions, 0 if result.n_images or not predictions else 1)
+
+
+COMMAND = MetricCommand(
+    name="toy-precision",
+    kind="toy-precision",
+    help="toy precision and average toy count (names extracted by an LLM or a lexicon)",
+    allow_missing_help="use only the predicted images",
+    estimator=TOY_PRECISION,
+    add_arguments=_arguments,
+    measure=_measure,
+    nothing_measured=lambda metrics, predictions: not metrics["n_images"] and bool(predictions),
+)
+register = COMMAND.register

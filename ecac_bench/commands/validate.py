@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecac_bench.commands._common import console
+from ecac_bench.commands._output import plain, say, text
 from ecac_bench.data import MAX_PROBLEMS, SAMPLE_DATA, DataValidationError, load_dataset, validate_dataset
 from ecac_bench.predictions import load_predictions
 
@@ -24,22 +24,24 @@ def run(args: argparse.Namespace) -> int:
     problems = validate_dataset(path, check_images=not args.no_check_images)
     if problems:
         for problem in problems:
-            print(problem)  # plain print: one problem per line, never wrapped to the terminal width
+            print(plain(problem))  # plain print: one problem per line, never wrapped to the terminal width
         capped = " (stopped at the cap)" if len(problems) >= MAX_PROBLEMS else ""
-        console.print(f"[red]{len(problems)} problem(s){capped}[/red] in {path}")
+        say((f"{len(problems)} problem(s){capped}", "red"), " in ", text(path))
         return 1
     dataset = load_dataset(path)
-    console.print(f"[green]OK[/green] {path}: {len(dataset)} records")
+    say(("OK", "green"), " ", text(path), f": {len(dataset)} records")
     if args.predictions:
         try:
             predictions = load_predictions(args.predictions, dataset, allow_missing=args.allow_missing)
         except DataValidationError as exc:
-            print(exc)
+            print("\n".join(plain(part) for part in str(exc).split("\n")))
             return 1
         failed = predictions.failure_summary()
-        console.print(
-            f"[green]OK[/green] {args.predictions}: {len(predictions)} predicted images, "
-            f"{failed['failed_images']} with failed generations ({failed['n_failed_generations']} generations, "
-            "never scored; see docs/data_format.md)"
+        say(
+            ("OK", "green"),
+            " ",
+            text(args.predictions),
+            f": {len(predictions)} predicted images, {failed['failed_images']} with failed generations "
+            f"({failed['n_failed_generations']} generations, never scored; see docs/data_format.md)",
         )
     return 0

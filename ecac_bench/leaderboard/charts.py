@@ -11,12 +11,20 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
+from ecac_bench import registry
 from ecac_bench.leaderboard.entries import Row
 
 COLORS = {"reported": "#3b5bdb", "measured": "#e8590c"}
 LEVEL_COLORS = {"low": "#2f9e44", "medium": "#f08c00", "high": "#c92a2a"}
 FINE = (("low", "tts_fl", "tts_bl"), ("medium", "tts_fm", "tts_bm"), ("high", "tts_fh", "tts_bh"))
 FONT = "font-family='system-ui, sans-serif'"
+# The scatter's axes; their labels and ranges come from the registry.
+X_KEY, Y_KEY = "tts", "judge_score"
+
+
+def _axis_label(key: str) -> str:
+    metric = registry.leaderboard_metric(key)
+    return f"{metric.label} ({metric.range})"
 
 
 def _f(x: float) -> str:
@@ -106,9 +114,10 @@ def scatter_tts_judge(rows: Sequence[Row], chart_id: str) -> Markup | None:
             f"<text x='{left - 8}' y='{_f(sy(yv) + 4)}' text-anchor='end' class='tick'>{yv:g}</text>"
         )
     out.append(
-        f"<text x='{left + pw / 2}' y='{height - 10}' text-anchor='middle' class='axis-label'>TTS (%)</text>"
+        f"<text x='{left + pw / 2}' y='{height - 10}' text-anchor='middle' class='axis-label'>"
+        f"{_axis_label(X_KEY)}</text>"
         f"<text x='14' y='{top + ph / 2}' text-anchor='middle' class='axis-label' "
-        f"transform='rotate(-90 14 {top + ph / 2})'>Judge score (0-100)</text>"
+        f"transform='rotate(-90 14 {top + ph / 2})'>{_axis_label(Y_KEY)}</text>"
     )
     for i, (source, color) in enumerate(COLORS.items()):
         lx = left + i * 100

@@ -1,51 +1,20 @@
-"""The leaderboard's data model: what one input file says (Entry) and one table row built from entries (Row)."""
+"""The leaderboard's data model: what one input says (Entry) and one table row built from entries (Row).
+
+Which metrics exist, their labels, ranges, directions and tables come from ``ecac_bench.registry``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ecac_bench import METRIC_KEYS
-
 Source = Literal["reported", "measured"]
-
-JUDGE_KEYS: tuple[str, ...] = ("judge_score", "judge_score_std")
-PRECISION_KEYS: tuple[str, ...] = ("toy_precision", "toy_precision_macro", "avg_toy_count")
-# The sibling methods' scores (docs/sibling_metrics.md): optional columns, shown where a board has them.
-UTILITY_KEYS: tuple[str, ...] = ("utility",)
-BALANCED_KEYS: tuple[str, ...] = ("balanced_precision", "balanced_recall", "linguistic", "b_capscore")
-# Every metric the leaderboard knows, in display order; all but reward, avg_toy_count and judge_score_std are 0-100.
-LEADERBOARD_KEYS: tuple[str, ...] = (*METRIC_KEYS, *JUDGE_KEYS, *PRECISION_KEYS, *UTILITY_KEYS, *BALANCED_KEYS)
-UNBOUNDED_KEYS: frozenset[str] = frozenset({"reward", "avg_toy_count", "judge_score_std"})
-
-LABELS: dict[str, str] = {
-    "tts": "TTS",
-    "tts_l": "TTS-L",
-    "tts_m": "TTS-M",
-    "tts_h": "TTS-H",
-    "tts_fl": "TTS-FL",
-    "tts_fm": "TTS-FM",
-    "tts_fh": "TTS-FH",
-    "tts_bl": "TTS-BL",
-    "tts_bm": "TTS-BM",
-    "tts_bh": "TTS-BH",
-    "reward": "Reward R(C)",
-    "judge_score": "Judge score",
-    "judge_score_std": "Judge score std",
-    "toy_precision": "Toy precision",
-    "toy_precision_macro": "Toy precision (macro)",
-    "avg_toy_count": "Avg toy count",
-    "utility": "Utility (CapRL)",
-    "balanced_precision": "Precision (BalCapRL)",
-    "balanced_recall": "Recall (BalCapRL)",
-    "linguistic": "Linguistic",
-    "b_capscore": "b-CapScore",
-}
 
 
 @dataclass(frozen=True, order=True)
 class DatasetId:
-    """What a number was measured on. Entries share a ranking only when all four fields are equal."""
+    """What a number was measured on. With a record-level ``sha256`` (every measured run has one), entries share a
+    board when hash, split and size agree, whatever the file was called; without one (the paper's test set), when
+    name, split and size agree."""
 
     name: str
     split: str | None = None
@@ -53,10 +22,14 @@ class DatasetId:
     sha256: str | None = None
 
     @property
+    def board_key(self) -> tuple[str, ...]:
+        if self.sha256:
+            return ("sha256", self.sha256, self.split or "", str(self.size))
+        return ("name", self.name, self.split or "", "" if self.size is None else str(self.size))
+
+    @property
     def key(self) -> str:
-        return "|".join(
-            str(part) if part is not None else "" for part in (self.name, self.split, self.size, self.sha256)
-        )
+        return "|".join(self.board_key)
 
     @property
     def label(self) -> str:
@@ -78,11 +51,12 @@ class Provenance:
     """Where an entry's numbers come from: a paper table, or a results file and the run that made it."""
 
     origin: str  # citation key (reported) or the results file, relative to its --results folder (measured)
-    kind: str  # "Table III", "ecac-bench/score", "lmms-eval", ...
-    harness: str | None = None  # "ecac-bench 0.1.0", "lmms-eval 0.7.3"
+    kind: str  # "Table III", "ecac-bench/score", "lmms-eval ecac_tts", ...
+    harness: str | None = None  # "ecac-bench 0.1.0", "ecac-bench 0.1.0 via lmms-eval 0.7.3"
     judge_model: str | None = None
     date: str | None = None
     note: str | None = None
+    signature: str | None = None  # the report's signature (measured)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,18 +66,25 @@ class Provenance:
             "judge_model": self.judge_model,
             "date": self.date,
             "note": self.note,
+            "signature": self.signature,
         }
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One model's numbers from one input: a paper table entry or one measured results file."""
+    """One model's numbers from one input: a paper table entry or one measured report.
+
+    ``protocol`` holds the signature's protocol fields of the entry's kind as text (``caption_prompt``, ``match``,
+    ``judge``, ...): rows rank together only when these agree (ranking.py). ``ci`` holds the 95% intervals the
+    report carries (reported numbers have none)."""
 
     model: str
     source: Source
     dataset: DatasetId
     metrics: dict[str, float]
     provenance: Provenance
+    protocol: dict[str, str] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     params_b: float | None = None  # parameters in billions
     citation: str | None = None  # full citation text (reported)
     variant: str | None = None  # the paper's own name for an ablation variant
@@ -131,15 +112,23 @@ class Row:
     source: Source
     dataset: DatasetId
     metrics: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     metric_origin: dict[str, str] = field(default_factory=dict)  # metric -> table or file it came from
     provenance: list[Provenance] = field(default_factory=list)
+    protocol: dict[str, str] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     params_b: float | None = None
     citation: str | None = None
     variant: str | None = None
     rank: int | None = None
+    # Rows of the same ranking whose rank-metric CI overlaps this row's: their order is not established.
+    not_separable_from: list[str] = field(default_factory=list)
 
     @property
     def date(self) -> str | None:
         dates = sorted({p.date for p in self.provenance if p.date})
         return dates[-1] if dates else None
+
+    @property
+    def signatures(self) -> list[str]:
+        return [p.signature for p in self.provenance if p.signature]

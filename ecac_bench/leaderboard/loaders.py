@@ -1,52 +1,53 @@
-"""Read the leaderboard's inputs: reported baselines (YAML/JSON) and measured results files.
+"""Read the leaderboard's inputs: reported baselines (YAML/JSON) and measured results files, each validated against a
+declared schema (pydantic) rather than reverse-engineered.
 
 Measured results come in two kinds, told apart by their content, never by file name:
 
-* an ``ecac-bench`` JSON report (``"kind": "ecac-bench/score" | "ecac-bench/judge" | "ecac-bench/toy-precision"``);
-* an lmms-eval results file (``<output_path>/<model>/<timestamp>_results.json`` with ``results``, ``configs`` and
-  ``config``), whose ``ecac_*`` tasks carry metrics under keys like ``"tts,none"``.
+* an ``ecac-bench`` JSON report, schema version 2 (``ecac_bench.report_schema.Report``: docs/report_schema.md);
+* an lmms-eval results file (``<output_path>/<model>/<timestamp>_results.json``), whose ECAC tasks carry their
+  metrics under keys like ``"tts,none"`` and their provenance in one ``ecac_signature`` entry; each ECAC task of the
+  file becomes one schema-2 report (:func:`reports_from_lmms_results`), the pixel budget and decoding taken from the
+  file's own config.
 
-Every problem is an :class:`InputError` naming the file and the field, so a bad file can be fixed or skipped.
+Every problem is an :class:`InputError` naming the file and the field, so a bad file can be fixed or skipped
+(``--skip-bad``); no input, however odd (huge numbers, deep nesting, lists where objects belong, impossible dates),
+ends the build with a traceback.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecac_bench import METRIC_KEYS
-from ecac_bench.leaderboard.entries import (
-    BALANCED_KEYS,
-    JUDGE_KEYS,
-    LEADERBOARD_KEYS,
-    PRECISION_KEYS,
-    UNBOUNDED_KEYS,
-    UTILITY_KEYS,
-    DatasetId,
-    Entry,
-    Provenance,
+from ecac_bench import registry
+from ecac_bench.leaderboard.entries import DatasetId, Entry, Provenance
+from ecac_bench.report import build_report
+from ecac_bench.report_schema import (
+    MAX_DEPTH,
+    Count,
+    LmmsSignature,
+    NonEmpty,
+    Number,
+    Report,
+    Sha256,
+    check_metric_values,
+    json_depth_exceeds,
+    prompt_text,
+    validation_message,
 )
 
-# The metrics each ecac-bench report kind contributes, and the one it must contain.
-REPORT_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "ecac-bench/score": (METRIC_KEYS, "tts"),
-    "ecac-bench/judge": (JUDGE_KEYS, "judge_score"),
-    "ecac-bench/toy-precision": (PRECISION_KEYS, "toy_precision"),
-    "ecac-bench/utility": (UTILITY_KEYS, "utility"),
-    "ecac-bench/balanced": (BALANCED_KEYS, "b_capscore"),
-}
 LMMS_TASK_PREFIX = "ecac_"
 BASELINE_SUFFIXES = (".yaml", ".yml", ".json")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _LMMS_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})_")
+_NO_DATASET = "dataset not recorded by lmms-eval"
 
 
 class InputError(ValueError):
@@ -64,227 +65,258 @@ class LoadResult:
     problems: list[InputError] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------------------------- field checks
-
-
-def _require(obj: Mapping[str, Any], key: str, where: str, path: Path) -> Any:
-    if key not in obj or obj[key] is None:
-        raise InputError(path, f"{where}{key}: missing")
-    return obj[key]
-
-
-def _mapping(value: Any, where: str, path: Path) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InputError(path, f"{where}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _text(value: Any, where: str, path: Path) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(path, f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _optional_text(value: Any, where: str, path: Path) -> str | None:
-    return None if value is None else _text(value, where, path)
-
-
-def _number(value: Any, where: str, path: Path, *, bounded: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(path, f"{where}: expected a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InputError(path, f"{where}: expected a finite number, got {value!r}")
-    if bounded and not 0.0 <= number <= 100.0:
-        raise InputError(path, f"{where}: {number} is outside 0-100")
-    return number
-
-
-def _metrics(raw: Mapping[str, Any], keys: Iterable[str], where: str, path: Path) -> dict[str, float]:
-    """The known metrics of ``raw`` (nulls dropped: a metric with no covered image has no value)."""
-    out: dict[str, float] = {}
-    for key in keys:
-        if raw.get(key) is not None:
-            out[key] = _number(raw[key], f"{where}.{key}", path, bounded=key not in UNBOUNDED_KEYS)
-    return out
-
-
-def _iso_date(value: Any, where: str, path: Path) -> str:
-    if isinstance(value, dt.date):  # YAML reads an unquoted 2026-11-24 as a date
-        return value.isoformat()
+def _parsed(path: Path, text: str, parse: Any) -> Any:
+    """Parse ``text``; a value nested deeper than reports ever are is refused before anything walks it."""
     try:
-        return dt.date.fromisoformat(_text(value, where, path)).isoformat()
-    except ValueError:
-        raise InputError(path, f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _dataset(raw: Any, where: str, path: Path, *, need_hash: bool) -> DatasetId:
-    data = _mapping(raw, where, path)
-    size = data.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise InputError(path, f"{where}.size: expected a count of images, got {size!r}")
-    sha = data.get("sha256")
-    if sha is None and need_hash:
-        raise InputError(path, f"{where}.sha256: missing")
-    if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
-        raise InputError(path, f"{where}.sha256: expected 64 lower-case hex digits, got {sha!r}")
-    return DatasetId(
-        name=_text(_require(data, "name", f"{where}.", path), f"{where}.name", path),
-        split=_optional_text(data.get("split"), f"{where}.split", path),
-        size=size,
-        sha256=sha,
-    )
+        data = parse(text)
+    except RecursionError:
+        raise InputError(path, f"nested more than {MAX_DEPTH} levels deep") from None
+    if json_depth_exceeds(data):
+        raise InputError(path, f"nested more than {MAX_DEPTH} levels deep")
+    return data
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _parsed(path, path.read_text(encoding="utf-8"), json.loads)
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read it: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------- reported
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Citation(_Model):
+    key: NonEmpty
+    text: NonEmpty
+
+
+class _ReportedDataset(_Model):
+    name: NonEmpty
+    split: NonEmpty | None = None
+    size: Count | None = None
+    sha256: Sha256 | None = None
+
+
+class _ReportedEntry(_Model):
+    """One entry of a baselines file (baselines/README.md)."""
+
+    source: Literal["reported"]
+    citation: _Citation
+    model: NonEmpty
+    params_b: Annotated[Number, Field(ge=0, le=10**6)] | None  # required; null when the paper gives no size
+    table: NonEmpty
+    dataset: _ReportedDataset
+    metrics: dict[str, Number]
+    prompt: NonEmpty | None = None  # the captioning prompt ("unknown" for the paper's rows)
+    variant: NonEmpty | None = None
+    note: NonEmpty | None = None
+    date: dt.date | None = None
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+        if (value is not None and not isinstance(value, dt.date)) or isinstance(value, dt.datetime):
+            raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _leaderboard_metrics(cls, values: dict[str, Any]) -> dict[str, Any]:
+        known = [m.key for m in registry.leaderboard_metrics()]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {known}")
+        if not values:
+            raise ValueError("no values")
+        for key, value in values.items():
+            if problem := registry.leaderboard_metric(key).check(_as_float(value)):
+                raise ValueError(f"{key}: {problem}")
+        return values
+
+
+class _BaselineFile(_Model):
+    entries: Annotated[list[_ReportedEntry], Field(min_length=1)]
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
 
 
 def parse_baseline_file(path: Path) -> list[Entry]:
     """Entries of one baselines file: ``{"entries": [{source: reported, citation, model, params_b, table, ...}]}``."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = _parsed(path, text, json.loads if path.suffix == ".json" else yaml.safe_load)
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         raise InputError(path, f"invalid YAML: {exc}") from None
-    items = _require(_mapping(data, "top level", path), "entries", "", path)
-    if not isinstance(items, list) or not items:
-        raise InputError(path, "entries: expected a non-empty list")
-    return [_baseline_entry(item, f"entries[{i}]", path) for i, item in enumerate(items)]
+    except (ValueError, OverflowError) as exc:  # YAML's own conversions: an impossible date such as 2025-02-30
+        raise InputError(path, f"invalid YAML value: {exc}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        parsed = _BaselineFile.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, validation_message(exc)) from None
+    return [_baseline_entry(item) for item in parsed.entries]
 
 
-def _baseline_entry(raw: Any, where: str, path: Path) -> Entry:
-    item = _mapping(raw, where, path)
-    if item.get("source") != "reported":
-        raise InputError(path, f"{where}.source: must be 'reported', got {item.get('source')!r}")
-    citation = _mapping(_require(item, "citation", f"{where}.", path), f"{where}.citation", path)
-    key = _text(_require(citation, "key", f"{where}.citation.", path), f"{where}.citation.key", path)
-    cite_text = _text(_require(citation, "text", f"{where}.citation.", path), f"{where}.citation.text", path)
-    if "params_b" not in item:
-        raise InputError(path, f"{where}.params_b: missing (use null when the paper gives no size)")
-    params = item["params_b"]
-    raw_metrics = _mapping(_require(item, "metrics", f"{where}.", path), f"{where}.metrics", path)
-    unknown = sorted(set(raw_metrics) - set(LEADERBOARD_KEYS))
-    if unknown:
-        raise InputError(path, f"{where}.metrics: unknown metric(s) {unknown}; known: {list(LEADERBOARD_KEYS)}")
-    metrics = _metrics(raw_metrics, LEADERBOARD_KEYS, f"{where}.metrics", path)
-    if not metrics:
-        raise InputError(path, f"{where}.metrics: no values")
-    # The captioning prompt the numbers were made with (the paper's rows: "unknown"); checked here, and for now only
-    # recorded in the file: how prompts split rankings is the report signature's rule.
-    _optional_text(item.get("prompt"), f"{where}.prompt", path)
+def _baseline_entry(item: _ReportedEntry) -> Entry:
+    ds = item.dataset
     return Entry(
-        model=_text(_require(item, "model", f"{where}.", path), f"{where}.model", path),
+        model=item.model.strip(),
         source="reported",
-        dataset=_dataset(_require(item, "dataset", f"{where}.", path), f"{where}.dataset", path, need_hash=False),
-        metrics=metrics,
+        dataset=DatasetId(ds.name.strip(), ds.split, ds.size, ds.sha256),
+        metrics={k: float(v) for k, v in item.metrics.items()},
         provenance=Provenance(
-            origin=key,
-            kind=_text(_require(item, "table", f"{where}.", path), f"{where}.table", path),
-            date=_iso_date(item["date"], f"{where}.date", path) if item.get("date") is not None else None,
-            note=_optional_text(item.get("note"), f"{where}.note", path),
+            origin=item.citation.key.strip(),
+            kind=item.table.strip(),
+            date=item.date.isoformat() if item.date else None,
+            note=item.note,
         ),
-        params_b=None if params is None else _number(params, f"{where}.params_b", path, bounded=False),
-        citation=cite_text,
-        variant=_optional_text(item.get("variant"), f"{where}.variant", path),
+        # The paper prints neither the captioning prompt nor anything else of the protocol: "unknown" ranks with
+        # "unknown" only.
+        protocol={"caption_prompt": item.prompt or "unknown"},
+        params_b=None if item.params_b is None else float(item.params_b),
+        citation=item.citation.text.strip(),
+        variant=item.variant,
     )
 
 
 # ---------------------------------------------------------------------------------------------- measured
 
 
-def parse_results_file(path: Path, origin: str) -> Entry:
-    """One measured results file (either kind); ``origin`` is how the leaderboard names the file."""
+def parse_results_file(path: Path, origin: str) -> list[Entry]:
+    """The entries of one measured results file (either kind); ``origin`` is how the leaderboard names the file."""
     data = _read_json(path)
     if not isinstance(data, Mapping):
         raise InputError(path, f"expected a JSON object, got {type(data).__name__}")
-    if "kind" in data:
-        return _ecac_report(data, path, origin)
+    if "schema_version" in data or "kind" in data:
+        return [entry_from_report(_report(data, path), origin, path)]
     if "results" in data and "configs" in data:
-        return _lmms_results(data, path, origin)
+        return _lmms_entries(data, path, origin)
     if "boards" in data and "schema" in data:
         raise InputError(path, "this is a built leaderboard, not a results file; point --results at the runs")
     raise InputError(
         path,
-        "unrecognised results file: neither an ecac-bench report (no 'kind') "
+        "unrecognised results file: neither an ecac-bench report (no 'schema_version') "
         "nor an lmms-eval results file (no 'results'/'configs')",
     )
 
 
-def _ecac_report(data: Mapping[str, Any], path: Path, origin: str) -> Entry:
-    kind = data["kind"]
-    if kind not in REPORT_KINDS:
-        raise InputError(path, f"kind: {kind!r} carries no leaderboard metrics; expected one of {sorted(REPORT_KINDS)}")
-    keys, headline = REPORT_KINDS[kind]
-    harness = _mapping(_require(data, "harness", "", path), "harness", path)
-    raw_metrics = _mapping(_require(data, "metrics", "", path), "metrics", path)
-    if headline not in raw_metrics:
-        raise InputError(path, f"metrics.{headline}: missing (required in a {kind} report)")
-    judge = data.get("judge")
-    judge_model = None
-    if judge is not None:
-        judge_model = _optional_text(_mapping(judge, "judge", path).get("model"), "judge.model", path)
-    config = data.get("config") if isinstance(data.get("config"), Mapping) else {}
-    if config.get("match", "exact") != "exact":  # score and toy-precision both match names to toys
-        raise InputError(path, f"config.match: {config.get('match')!r}; the leaderboard ranks only the exact rule")
-    facts = [f"{k} {config[k]}" for k in ("match", "extractor") if isinstance(config.get(k), str)]
+def _report(data: Mapping[str, Any], path: Path) -> Report:
+    version = data.get("schema_version")
+    if version != 2:
+        hint = "a report written before schema 2; regenerate it with this ecac-bench" if version is None else ""
+        raise InputError(path, f"schema_version: {version!r} is not 2 {f'({hint})' if hint else ''}".rstrip())
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, validation_message(exc)) from None
+
+
+def protocol_text(report: Report) -> dict[str, str]:
+    """The protocol fields of the report's kind (``registry.Kind.protocol``) as text, for the board rule."""
+    kind = registry.kind_of_report(report.kind)
+    assert kind is not None
+    out = {}
+    for name in kind.protocol:
+        value = getattr(report.protocol, name)
+        if name == "caption_prompt":
+            out[name] = prompt_text(value)
+        elif name == "judge":
+            if value is not None:
+                params = json.dumps({"params": value.params, "image": value.image}, sort_keys=True)
+                out[name] = f"{value.model} {params} {prompt_text(value.prompt)}"
+        elif value is not None:
+            out[name] = str(value)
+    return out
+
+
+def entry_from_report(report: Report, origin: str, path: Path | str = "") -> Entry:
+    """A measured entry from a validated report: its leaderboard metrics, their CIs, and its signature."""
+    kind = registry.kind_of_report(report.kind)
+    assert kind is not None
+    if not kind.leaderboard:
+        shown = sorted(k.report_kind for k in registry.kinds() if k.leaderboard)
+        raise InputError(
+            path or origin, f"kind: {report.kind!r} carries no leaderboard metrics; expected one of {shown}"
+        )
+    if report.protocol.match not in (None, "exact"):
+        raise InputError(path or origin, f"protocol.match: {report.protocol.match!r}; the leaderboard ranks only the "
+                         "exact rule")  # fmt: skip
+    shown = {m.key for m in registry.metrics(kind.name) if m.table != "none"}
+    metrics = {k: float(v) for k, v in report.metrics.items() if k in shown and v is not None}
+    ci = {k: (float(v[0]), float(v[1])) for k, v in (report.ci or {}).items() if k in shown and v is not None}
+    judge_model = report.protocol.judge.model if report.protocol.judge else None
+    if judge_model is None and isinstance(report.judge, Mapping) and isinstance(report.judge.get("model"), str):
+        judge_model = report.judge["model"]
+    facts = [f"{k} {report.config[k]}" for k in ("match", "extractor") if isinstance(report.config.get(k), str)]
     # A judge run says how many captions it scored and how many judgements failed (never counted as 0).
-    facts += [f"{k} {raw_metrics[k]}" for k in ("n", "n_failed") if isinstance(raw_metrics.get(k), int)]
-    note = "; ".join(facts) or None
-    harness_name = _text(_require(harness, "name", "harness.", path), "harness.name", path)
-    harness_version = _text(_require(harness, "version", "harness.", path), "harness.version", path)
+    facts += [f"{k} {report.metrics[k]}" for k in ("n", "n_failed") if isinstance(report.metrics.get(k), int)]
+    facts += [note for note in (report.coverage.get("note"),) if isinstance(note, str)]
+    harness = f"{report.harness.name} {report.harness.version}"
+    ds = report.dataset
     return Entry(
-        model=_text(_require(data, "model", "", path), "model", path),
+        model=report.model.strip(),
         source="measured",
-        dataset=_dataset(_require(data, "dataset", "", path), "dataset", path, need_hash=True),
-        metrics=_metrics(raw_metrics, keys, "metrics", path),
+        dataset=DatasetId(ds.name, ds.split, ds.size, ds.sha256),
+        metrics=metrics,
+        ci=ci,
+        protocol=protocol_text(report),
         provenance=Provenance(
             origin=origin,
-            kind=kind,
-            harness=f"{harness_name} {harness_version}",
+            kind=report.kind,
+            harness=harness + (f" via {report.harness.runner}" if report.harness.runner else ""),
             judge_model=judge_model,
-            date=_iso_date(_require(data, "date", "", path), "date", path),
-            note=note,
+            date=report.date,
+            note="; ".join(facts) or None,
+            signature=report.signature,
         ),
     )
 
 
-def _lmms_metrics(results: Mapping[str, Any], path: Path) -> tuple[dict[str, float], list[str]]:
-    """Known metrics of every ``ecac_*`` task; a metric given twice (two filters or two tasks) is an error."""
-    metrics: dict[str, float] = {}
-    tasks = sorted(t for t in results if t.startswith(LMMS_TASK_PREFIX))
-    if not tasks:
-        raise InputError(path, f"results: no {LMMS_TASK_PREFIX}* task (tasks found: {sorted(results)})")
-    for task in tasks:
-        values = _mapping(results[task], f"results.{task}", path)
-        for raw_key, value in sorted(values.items()):
-            name = raw_key.partition(",")[0]  # "tts,none" -> "tts"; ECAC tasks use the default filter
-            if name not in LEADERBOARD_KEYS or value is None or value == "N/A":
-                continue  # aliases, stderr entries, counts the leaderboard does not show, no value
-            if name in metrics:
-                raise InputError(path, f"results.{task}.{raw_key}: metric {name!r} is given more than once")
-            metrics[name] = _number(value, f"results.{task}.{raw_key}", path, bounded=name not in UNBOUNDED_KEYS)
-    if not metrics:
-        raise InputError(path, f"results: the tasks {tasks} carry no ECAC metric ({', '.join(LEADERBOARD_KEYS)})")
-    return metrics, tasks
+# --- lmms-eval results files ---------------------------------------------------------------------------------------
 
 
-def _lmms_model(data: Mapping[str, Any], path: Path) -> str:
-    if isinstance(data.get("model_name"), str) and data["model_name"].strip():
-        return data["model_name"].strip()
-    args = (data.get("config") or {}).get("model_args")
+class _LmmsResults(BaseModel):
+    """The parts of an lmms-eval 0.7.3 results file the leaderboard reads (the file has many more)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    results: dict[str, dict[str, Any]]
+    configs: dict[str, Any]
+    versions: dict[str, Any] = {}
+    n_samples: dict[str, Any] = Field(default={}, alias="n-samples")
+    config: dict[str, Any] = {}
+    model_name: str | None = None
+    date: Any = None
+
+
+def _lmms_model(data: _LmmsResults, path: Path) -> str:
+    if data.model_name and data.model_name.strip():
+        return data.model_name.strip()
+    args = data.config.get("model_args")
     if isinstance(args, str):
         for part in args.split(","):
             key, _, value = part.partition("=")
@@ -293,65 +325,176 @@ def _lmms_model(data: Mapping[str, Any], path: Path) -> str:
     return path.parent.name
 
 
-def _lmms_dataset(data: Mapping[str, Any], tasks: Sequence[str], path: Path) -> tuple[DatasetId, str | None]:
-    """The dataset an lmms-eval run saw, and a note on how sure that is.
-
-    The ECAC tasks read their records from ``$ECAC_DATA``, which lmms-eval does not record (the task YAML's
-    ``data_files`` is only a placeholder), so the identity must come from the results themselves: a task may report
-    ``dataset_name``, ``dataset_split``, ``dataset_size`` and ``dataset_sha256`` as extra "metrics" (the values of
-    ``EcacDataset.describe()``). Without them the run gets a board of its own rather than a guessed dataset.
-    """
-    results = data["results"]
-    ordered = sorted(tasks, key=lambda t: (t != "ecac_tts", t))  # ecac_tts first: it sees every image
-    n_samples = data.get("n-samples") or {}
-    counts = next((n_samples[t] for t in ordered if isinstance(n_samples.get(t), Mapping)), {})
-    effective = counts.get("effective") if isinstance(counts.get("effective"), int) else None
-    original = counts.get("original") if isinstance(counts.get("original"), int) else None
-    for task in ordered:
-        values = results[task]
-        described = {k: values.get(f"dataset_{k},none") for k in ("name", "split", "size", "sha256")}
-        if isinstance(described["size"], float) and described["size"].is_integer():
-            described["size"] = int(described["size"])  # an aggregation may hand the count back as a float
-        if described["name"] is not None:
-            dataset = _dataset(described, f"results.{task}.dataset_*", path, need_hash=False)
-            if effective is not None and original is not None and effective < original:
-                # --limit: a subset of that file, so never ranked with full runs.
-                return DatasetId(dataset.name, dataset.split, effective, dataset.sha256), (
-                    f"lmms-eval --limit: {effective} of {original} images"
-                )
-            return dataset, None
-    return DatasetId("dataset not recorded by lmms-eval", None, effective), (
-        "the ECAC task did not report dataset_name/dataset_sha256, so this run is not ranked with others"
-    )
+def _model_args(data: _LmmsResults) -> dict[str, str]:
+    args = data.config.get("model_args")
+    pairs = (part.partition("=") for part in args.split(",")) if isinstance(args, str) else ()
+    return {key.strip(): value.strip() for key, _, value in pairs if key.strip()}
 
 
-def _lmms_date(data: Mapping[str, Any], path: Path) -> str | None:
-    for candidate in (data.get("date"), path.name):
+def _pixels(data: _LmmsResults) -> str:
+    """The captions' pixel budget when the model arguments state it (the qwen2_5_vl and vllm routes)."""
+    args = _model_args(data)
+    low, high = args.get("min_pixels"), args.get("max_pixels")
+    return f"{low}-{high}" if low and high and low.isdigit() and high.isdigit() else "unknown"
+
+
+def _decoding(config: Any) -> str:
+    """The decoding the task asked for, as the protocol writes it (``ecac_bench.protocol.DECODING``)."""
+    kwargs = config.get("generation_kwargs") if isinstance(config, Mapping) else None
+    if not isinstance(kwargs, Mapping):
+        return "unknown"
+    greedy = kwargs.get("do_sample") is False or kwargs.get("temperature") == 0
+    parts = ["greedy" if greedy else f"sample(temperature={kwargs.get('temperature')},top_p={kwargs.get('top_p')})"]
+    if isinstance(kwargs.get("max_new_tokens"), int):
+        parts.append(f"max_new_tokens={kwargs['max_new_tokens']}")
+    parts.append(f"repetition_penalty={kwargs.get('repetition_penalty', 'checkpoint')}")
+    return ",".join(parts)
+
+
+def _lmms_date(data: _LmmsResults, path: Path) -> str:
+    """The run's date from the file's ``date`` (``20261124_093015``) or, failing that, its name."""
+    for candidate in (data.date, path.name):
         match = _LMMS_DATE.match(str(candidate)) if candidate is not None else None
         if match:
-            return "-".join(match.groups())
-    return None
+            try:
+                return dt.date(*map(int, match.groups())).isoformat()
+            except ValueError:
+                continue
+    raise InputError(path, f"date: {data.date!r} is not lmms-eval's YYYYMMDD_HHMMSS, nor does the file name start so")
 
 
-def _lmms_results(data: Mapping[str, Any], path: Path, origin: str) -> Entry:
-    results = _mapping(data["results"], "results", path)
-    metrics, tasks = _lmms_metrics(results, path)
-    versions = data.get("versions") if isinstance(data.get("versions"), Mapping) else {}
-    task_versions = ", ".join(f"{t} v{versions[t]}" for t in tasks if versions.get(t) is not None)
-    dataset, note = _lmms_dataset(data, tasks, path)
+def _task_kind(task: str, path: Path) -> registry.Kind:
+    for kind in registry.kinds():
+        if task in kind.lmms_tasks:
+            return kind
+    tasks = sorted(t for k in registry.kinds() for t in k.lmms_tasks)
+    raise InputError(path, f"results.{task}: not an ECAC task this ecac-bench knows ({', '.join(tasks)})")
+
+
+def _task_values(task: str, values: Mapping[str, Any], kind: registry.Kind, path: Path) -> dict[str, Any]:
+    """The task's values by metric name; a metric given twice (two filters) is an error."""
+    known = {*registry.keys(kind.name), "ecac_signature"}
+    out: dict[str, Any] = {}
+    for raw_key, value in sorted(values.items()):
+        name = raw_key.partition(",")[0]  # "tts,none" -> "tts"; ECAC tasks use the default filter
+        if name not in known:
+            continue  # aliases, stderr entries, the failure count
+        if name in out:
+            raise InputError(path, f"results.{task}.{raw_key}: metric {name!r} is given more than once")
+        out[name] = None if value == "N/A" else value
+    return out
+
+
+def reports_from_lmms_results(data: Mapping[str, Any], path: Path) -> list[tuple[str, Report | Entry]]:
+    """(task, report) for every ECAC task of an lmms-eval results file that carries an ``ecac_signature``; (task,
+    entry) for one that does not (a run of an older ecac-bench: its own board, never ranked with others)."""
+    try:
+        parsed = _LmmsResults.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, validation_message(exc)) from None
+    tasks = sorted(t for t in parsed.results if t.startswith(LMMS_TASK_PREFIX) and t not in _groups(parsed))
+    if not tasks:
+        raise InputError(path, f"results: no {LMMS_TASK_PREFIX}* task (tasks found: {sorted(parsed.results)})")
+    model, date, out = _lmms_model(parsed, path), _lmms_date(parsed, path), []
+    for task in tasks:
+        kind = _task_kind(task, path)
+        values = _task_values(task, parsed.results[task], kind, path)
+        metrics = {k: v for k, v in values.items() if k != "ecac_signature"}
+        if not isinstance(values.get("ecac_signature"), Mapping):
+            out.append((task, _unsigned_entry(parsed, task, kind, metrics, model, date, path)))
+            continue
+        try:
+            signature = LmmsSignature.model_validate(values["ecac_signature"])
+            protocol = {
+                **signature.protocol.model_dump(),
+                "pixels": _pixels(parsed),
+                "decoding": _decoding(parsed.configs.get(task)),
+            }
+            report = Report.model_validate(
+                build_report(
+                    signature.kind,
+                    model=model,
+                    dataset=signature.dataset.model_dump(),
+                    metrics=metrics,
+                    protocol=protocol,
+                    ci=signature.ci,
+                    ci_config=signature.ci_config.model_dump() if signature.ci_config else None,
+                    date=date,
+                    harness_info=signature.harness.model_dump(),
+                    config={"lmms_eval_task": task},
+                    coverage=_limit_note(parsed, task),
+                )
+            )
+        except ValidationError as exc:
+            raise InputError(path, f"results.{task}: {validation_message(exc)}") from None
+        if report.kind != kind.report_kind:
+            raise InputError(path, f"results.{task}.ecac_signature.kind: {report.kind!r}, not {kind.report_kind!r}")
+        out.append((task, report))
+    return out
+
+
+def _limit_note(parsed: _LmmsResults, task: str) -> dict[str, str]:
+    counts = parsed.n_samples.get(task)
+    if isinstance(counts, Mapping):
+        effective, original = counts.get("effective"), counts.get("original")
+        if isinstance(effective, int) and isinstance(original, int) and effective < original:
+            return {"note": f"lmms-eval --limit: {effective} of {original} images"}
+    return {}
+
+
+def _groups(parsed: _LmmsResults) -> set[str]:
+    groups = parsed.model_extra.get("group_subtasks") if parsed.model_extra else None
+    return {g for g, subtasks in groups.items() if subtasks} if isinstance(groups, Mapping) else set()
+
+
+def _unsigned_entry(
+    parsed: _LmmsResults,
+    task: str,
+    kind: registry.Kind,
+    metrics: dict[str, Any],
+    model: str,
+    date: str,
+    path: Path,
+) -> Entry:
+    """A task without provenance: its numbers, on a board of their own (its data is not known)."""
+    values = {k: v for k, v in metrics.items() if v is not None}
+    try:
+        check_metric_values(kind.name, values, complete=False)
+    except ValueError as exc:
+        raise InputError(path, f"results.{task}.{exc}") from None
+    # Every task of a run saw the same documents: the count lmms-eval gives for this task, else for another.
+    counts = [parsed.n_samples.get(t) for t in (task, *sorted(parsed.n_samples))]
+    sizes = [c.get("effective") for c in counts if isinstance(c, Mapping) and type(c.get("effective")) is int]
+    size = sizes[0] if sizes else None
+    shown = {m.key for m in registry.metrics(kind.name) if m.table != "none"}
+    versions = parsed.versions.get(task)
     return Entry(
-        model=_lmms_model(data, path),
+        model=model,
         source="measured",
-        dataset=dataset,
-        metrics=metrics,
+        dataset=DatasetId(_NO_DATASET, None, size),
+        metrics={k: float(v) for k, v in values.items() if k in shown},
         provenance=Provenance(
-            origin=origin,
-            kind="lmms-eval",
-            harness=f"lmms-eval ({task_versions})" if task_versions else "lmms-eval",
-            date=_lmms_date(data, path),
-            note=note,
+            origin="",
+            kind=f"lmms-eval {task}",
+            harness="lmms-eval" + (f" ({task} v{versions})" if versions is not None else ""),
+            date=date,
+            note="the ECAC task reported no ecac_signature (the data it saw is unknown), so this run is not ranked "
+            "with others",
         ),
     )
+
+
+def _lmms_entries(data: Mapping[str, Any], path: Path, origin: str) -> list[Entry]:
+    entries = []
+    for task, item in reports_from_lmms_results(data, path):
+        if isinstance(item, Entry):
+            provenance = Provenance(**{**item.provenance.to_dict(), "origin": origin})
+            entries.append(Entry(**{**item.__dict__, "provenance": provenance}))
+        else:
+            entry = entry_from_report(item, origin, path)
+            provenance = Provenance(**{**entry.provenance.to_dict(), "kind": f"lmms-eval {task}"})
+            entries.append(Entry(**{**entry.__dict__, "provenance": provenance}))
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------- folders
@@ -385,7 +528,7 @@ def load_inputs(baseline_dirs: Sequence[Path], results_dirs: Sequence[Path]) -> 
             # Named relative to the folder given, so the site does not depend on where it was built.
             origin = f"{folder.name}/{path.relative_to(folder).as_posix()}"
             try:
-                out.entries.append(parse_results_file(path, origin))
+                out.entries.extend(parse_results_file(path, origin))
             except InputError as exc:
                 out.problems.append(exc)
     return out
