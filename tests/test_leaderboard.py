@@ -376,11 +376,13 @@ GOOD = score_report("M", 1.0)
         (_metric(GOOD, tts=140.0), "metrics.tts: 140.0 is outside 0-100"),
         (_metric(GOOD, tts="high"), "metrics"),
         (_metric(GOOD, reward=-1.0), "metrics.reward: -1.0 is below 0"),
-        (_metric(GOOD, reward=10**400), "metrics.reward: inf is not a finite number"),
+        (_metric(GOOD, reward=10**400), "invalid value: an integer of 401 digits"),
+        (_metric(GOOD, reward=1e308 * 10), "metrics.reward: inf is not a finite number"),
         (_metric(GOOD, bleu=3.0), "unknown metric(s) ['bleu']"),
         (_with(GOOD, protocol={**GOOD["protocol"], "match": "fuzzy@90"}), "signature"),
         (_with(GOOD, dataset={**SAMPLE_DS, "sha256": "xyz"}), "dataset.sha256"),
-        (_with(GOOD, dataset={**SAMPLE_DS, "size": 10**400}), "dataset.size"),
+        (_with(GOOD, dataset={**SAMPLE_DS, "size": 10**400}), "an integer of 401 digits"),
+        (_with(GOOD, dataset={**SAMPLE_DS, "size": 10**13}), "dataset.size"),
         (_with(GOOD, dataset=[SAMPLE_DS]), "dataset"),
         (_with(GOOD, metrics={k: v for k, v in GOOD["metrics"].items() if k != "tts"}), "metrics.tts: missing"),
         (_with(GOOD, signature="forged"), "does not state the report's fields"),
@@ -819,3 +821,51 @@ def test_the_sample_note_follows_the_data_not_the_file_name(tmp_path):
     note = "The bundled sample is small and synthetic"
     assert {"my-copy", "ecac-sample"} == set(boards)
     assert [note in s for s in sections] == [b.dataset.name == "my-copy" for b in build(tmp_path, runs).boards]
+
+
+# ---------------------------------------------------------------------------------------------- odd inputs
+
+
+def _alias_bomb(levels: int = 7) -> str:
+    """A few lines of YAML that expand to 10**levels values (each alias repeats the one before ten times)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"entries: [*a{levels}]"]) + "\n"
+
+
+BASELINE_YAML = (
+    "entries:\n  - {source: reported, citation: {key: p, text: P}, dataset: {name: ECAC}, table: T, model: M,\n"
+    "     params_b: PARAMS, metrics: {tts: 12.5}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("dup.json", json.dumps(GOOD).replace('"tts": 1.0', '"tts": 99.0, "tts": 1.0'), "key 'tts' is given twice"),
+        ("surrogate.json", json.dumps(score_report("\ud800", 1.0)), "lone surrogate '\\ud800'"),
+        ("bigint.json", json.dumps(GOOD).replace('"reward": 1.5', '"reward": ' + "9" * 5000), "5,000 digits"),
+        ("bomb.yaml", _alias_bomb(), "more than 1,000,000 values"),
+        ("self.yaml", "entries: &a [*a]\n", "a value contains itself"),
+        ("dup.yaml", BASELINE_YAML.replace("PARAMS", "3, params_b: 7"), "key 'params_b' is given twice"),
+        ("octal.yaml", BASELINE_YAML.replace("PARAMS", "010"), "entries[0].params_b"),
+        ("sexagesimal.yaml", BASELINE_YAML.replace("PARAMS", "1:30"), "entries[0].params_b"),
+        ("reward.yaml", BASELINE_YAML.replace("PARAMS", "3").replace("tts: 12.5", "reward: -1"), "-1.0 is below 0"),
+        ("date.yaml", BASELINE_YAML.replace("PARAMS", "3, date: 2025-02-30"), "day is out of range"),
+        ("list.yaml", BASELINE_YAML.replace("PARAMS", "3").replace("{name: ECAC}", "[ECAC]"), "entries[0].dataset"),
+    ],
+)
+def test_odd_inputs_are_named_errors_that_skip_bad_skips(tmp_path, name, content, needle):
+    """Each odd input (one that once hung the build, crashed it with a traceback, or was read as another number) is
+    an InputError naming the file, and --skip-bad builds without it."""
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(runs / "good.json", score_report("Good", 40.0))
+    base.mkdir()
+    bad = (base if name.endswith(".yaml") else runs) / name
+    bad.write_text(content, encoding="utf-8", errors="surrogatepass")
+    with pytest.raises(BuildError) as err:
+        build(tmp_path, runs, [base])
+    assert f"{bad}: " in str(err.value) and needle in str(err.value)
+    result = build(tmp_path, runs, [base], skip_bad=True)
+    assert [str(p) for p in result.skipped] == [str(err.value.problems[0])]
+    assert [r.display_name for b in result.boards for r in b.rows] == ["Good"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecac_bench.csv_safety import neutralise, restore
 from ecac_bench.data import GROUNDS, LEVELS, REVIEWABLE, DataValidationError, Problem, toy_list_problems
 
 COLUMNS = ("id", "toy", "image", "name", "level", "ground", "aliases", "caption_excerpt")
@@ -35,8 +36,6 @@ REQUIRED = ("id", "toy", "name", "level", "ground", "aliases")
 TOY_CELLS = ("name", "level", "ground", "aliases")
 ALIAS_SEPARATOR = "|"
 EXCERPT_CHARS = 60
-# Cells a spreadsheet may evaluate (OWASP, "CSV Injection"), and their fullwidth forms, which some IMEs type.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 BOM = "\ufeff"
 
 
@@ -48,16 +47,6 @@ class ReviewProblem(Problem):
     def __str__(self) -> str:
         where = f"{self.file}:line {self.line}" if self.line is not None else self.file
         return f"{where}: column '{self.field}': {self.message}"
-
-
-def neutralise(cell: str) -> str:
-    """``cell`` made inert for spreadsheets: ``'`` before a leading formula character."""
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
-
-
-def restore(cell: str) -> str:
-    """The inverse of :func:`neutralise`."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def caption_excerpt(caption: str) -> str:

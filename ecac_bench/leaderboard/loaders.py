@@ -65,12 +65,133 @@ class LoadResult:
     problems: list[InputError] = field(default_factory=list)
 
 
+MAX_VALUES = 1_000_000  # values in one input once YAML aliases are expanded; real inputs hold a few thousand
+MAX_INT_DIGITS = 400  # a longer integer is no count or metric (Python refuses to read more than 4,300 digits)
+
+
+class _InputValueError(ValueError):
+    """A value the JSON/YAML readers refuse while parsing (the message says which)."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one that gives a key twice is refused (a reader keeps only one of the two values)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _InputValueError(f"key {key!r} is given twice in one object")
+            seen.add(key)
+    return out
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _InputValueError(f"an integer of {len(digits.lstrip('-')):,} digits")
+    return int(digits)
+
+
+def _json_loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` with the numbers JSON has: a mapping giving one key twice is an error (YAML keeps the last
+    silently), and YAML 1.1's other number forms (``010`` octal is 8, ``1:30`` sexagesimal is 90, ``0x10``, ``0b1``)
+    are plain strings, which the schema then refuses as numbers."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_YamlLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_mapping(loader: _YamlLoader, node: yaml.MappingNode) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # a merge key's values may be overridden: that is what it is for
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: construct_mapping names it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    yield from loader.construct_yaml_map(node)
+
+
+_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _yaml_mapping)
+
+
+def _yaml_loads(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def _text_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a string holds a lone surrogate {text[exc.start]!r}, which is not Unicode text: {text[:40]!r}"
+    return None
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why a parsed value cannot be walked safely, or None: it holds itself (a YAML alias inside its own anchor), it
+    holds more than MAX_VALUES values once YAML aliases are expanded (an "alias bomb": a few lines that expand to
+    billions), or a string is not Unicode text (a lone surrogate from a ``\\ud800`` escape: no file can be written
+    with it). Each container is visited once (sizes memoised by identity), so the check is linear in the file."""
+    if isinstance(data, str):
+        return _text_problem(data)
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        item, done = stack.pop()
+        if not isinstance(item, (dict, list)) or (not done and id(item) in sizes):
+            continue
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        if done:
+            ancestors.discard(id(item))
+            sizes[id(item)] = 1 + sum(sizes[id(c)] if isinstance(c, (dict, list)) else 1 for c in children)
+            if sizes[id(item)] > MAX_VALUES:
+                return f"more than {MAX_VALUES:,} values (counting each use of a YAML alias)"
+            continue
+        if id(item) in ancestors:
+            return "a value contains itself (a YAML alias inside its own anchor)"
+        for child in children:
+            if isinstance(child, str) and (problem := _text_problem(child)):
+                return problem
+        ancestors.add(id(item))
+        stack.append((item, True))
+        stack.extend((c, False) for c in children if isinstance(c, (dict, list)))
+    return None
+
+
 def _parsed(path: Path, text: str, parse: Any) -> Any:
-    """Parse ``text``; a value nested deeper than reports ever are is refused before anything walks it."""
+    """Parse ``text``; a value too large, self-containing or nested deeper than reports ever are is refused before
+    anything else walks it."""
     try:
         data = parse(text)
     except RecursionError:
         raise InputError(path, f"nested more than {MAX_DEPTH} levels deep") from None
+    except _InputValueError as exc:
+        raise InputError(path, f"invalid value: {exc}") from None
+    if problem := _shape_problem(data):
+        raise InputError(path, problem)
     if json_depth_exceeds(data):
         raise InputError(path, f"nested more than {MAX_DEPTH} levels deep")
     return data
@@ -78,7 +199,7 @@ def _parsed(path: Path, text: str, parse: Any) -> Any:
 
 def _read_json(path: Path) -> Any:
     try:
-        return _parsed(path, path.read_text(encoding="utf-8"), json.loads)
+        return _parsed(path, path.read_text(encoding="utf-8"), _json_loads)
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
@@ -163,7 +284,9 @@ def parse_baseline_file(path: Path) -> list[Entry]:
     """Entries of one baselines file: ``{"entries": [{source: reported, citation, model, params_b, table, ...}]}``."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = _parsed(path, text, json.loads if path.suffix == ".json" else yaml.safe_load)
+        data = _parsed(path, text, _json_loads if path.suffix == ".json" else _yaml_loads)
+    except InputError:
+        raise
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
