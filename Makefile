@@ -35,11 +35,11 @@ setup: $(VENV)/.core
 setup-dev: $(VENV)/.dev
 
 # The main job: score the sample's system-a captions, then build the leaderboard from the reported baselines and
-# the measured runs in leaderboard/runs/ (open leaderboard/index.html).
+# the measured runs in leaderboard/runs/ into leaderboard/site/ (open leaderboard/site/index.html).
 demo: $(VENV)/.core
 	$(BIN)/ecac-bench score --by category
 	$(BIN)/python -m ecac_bench.leaderboard build
-	@echo "leaderboard: open leaderboard/index.html"
+	@echo "leaderboard: open leaderboard/site/index.html"
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q

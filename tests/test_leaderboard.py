@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import html as html_lib
+import io
 import json
+import math
+import os
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,7 @@ import yaml
 
 from ecac_bench import SAMPLE_PREDICTIONS, load_dataset, load_predictions, score_captions
 from ecac_bench.cli import main as ecac_main
+from ecac_bench.csv_safety import FORMULA_START
 from ecac_bench.leaderboard import (
     SITE_FILES,
     BuildError,
@@ -28,6 +36,7 @@ from ecac_bench.report import build_report
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "baselines" / "reported"
 RUNS = REPO / "leaderboard" / "runs"
+SITE = REPO / "leaderboard" / "site"
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 SAMPLE_DS = {"name": "ecac-sample", "path": "/x/ecac_sample.jsonl", "split": "test", "size": 40, "sha256": SHA_A}
@@ -459,7 +468,8 @@ def test_bundled_baselines_carry_the_papers_numbers():
     assert len(loaded.entries) == 6 + 4 + 4 + 4
     # The paper never prints the prompt its test captions were made with: every reported row says so.
     for path in sorted(BASELINES.glob("*.yaml")):
-        assert {e.get("prompt") for e in yaml.safe_load(path.read_text(encoding="utf-8"))["entries"]} == {"unknown"}
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")).get("entries", [])
+        assert path.name == "00_models.yaml" or {e.get("prompt") for e in entries} == {"unknown"}
     fig5 = (BASELINES / "02_fig5.yaml").read_text(encoding="utf-8")
     assert "Inferred, not read off the figure" in fig5.split('variant: "ablation: baseline"')[1].split("metrics")[0]
 
@@ -573,11 +583,13 @@ def test_csv_and_markdown_hold_the_same_table(tmp_path):
     write(runs / "a.json", score_report("A|B", 40.0))
     build(tmp_path, runs)
     csv_text = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()
-    header = "dataset,dataset_split,dataset_size,dataset_sha256,ranking,rank,model,source,params_b,tts,"
+    header = (
+        "dataset,dataset_split,dataset_size,dataset_sha256,ranking,rank,model,source,params_b,weights,model_url,tts,"
+    )
     assert csv_text[0].startswith(header)
-    assert csv_text[1].startswith(f"ecac-sample,test,40,{SHA_A},main,1,A|B,measured,,40.0,")
+    assert csv_text[1].startswith(f"ecac-sample,test,40,{SHA_A},main,1,A|B,measured,,,,40.0,")
     md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
-    assert "| 1 | A\\|B | — | 40.00 |" in md
+    assert "| 1 | A\\|B | 40.00 |" in md  # no Size column: no row states one
 
 
 # ---------------------------------------------------------------------------------------------- errors, swap
@@ -623,10 +635,67 @@ def test_failed_build_leaves_previous_site_intact(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         build(tmp_path, runs)
     assert site_bytes(tmp_path / "site") == before
-    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == sorted(SITE_FILES)  # no staging folder left
     monkeypatch.undo()
+
+    # A failure midway through writing the new site (two files written, the third fails) changes nothing.
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        build(tmp_path, runs)
+    monkeypatch.undo()
+    assert len(calls) == 3 and site_bytes(tmp_path / "site") == before
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == sorted(SITE_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "site"]  # no staging folder left beside it
     build(tmp_path, runs)
     assert b"More" in (tmp_path / "site" / "index.html").read_bytes()
+
+
+def test_the_site_changes_as_one_unit(tmp_path, monkeypatch):
+    """The site folder is put in place by one rename of a complete folder (readers see the old site or the new one,
+    never some files of each); the files are never renamed into place one by one."""
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    build(tmp_path, runs)
+    write(runs / "b.json", score_report("B", 50.0))
+    real_replace, renames = os.replace, []
+
+    def recording_replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        complete = src.is_dir() and sorted(p.name for p in src.iterdir()) == sorted(SITE_FILES)
+        renames.append((dst.name, complete, b"B" in (src / "index.html").read_bytes() if complete else None))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    build(tmp_path, runs)
+    into_place = [(complete, new) for dst, complete, new in renames if dst == "site"]
+    assert into_place == [(True, True)]  # one rename puts the whole new site in place
+    assert not any(dst in SITE_FILES for dst, _, _ in renames)
+    assert b"B" in (tmp_path / "site" / "index.html").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "site"]
+
+
+def test_out_folder_holding_other_files_is_refused(tmp_path, capsys):
+    """The site folder is replaced as a whole: --out pointing at a folder with other files (e.g. leaderboard/, which
+    holds runs/) is refused before anything is read or changed."""
+    top = tmp_path / "leaderboard"
+    runs = top / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    with pytest.raises(BuildError, match=r"holds runs, which the builder did not write"):
+        build_site([], [runs], top)
+    assert (runs / "a.json").is_file() and sorted(p.name for p in top.iterdir()) == ["runs"]
+    args = ["build", "--results", str(runs), "--baselines", str(BASELINES), "--out", str(top)]
+    assert leaderboard_main(args) == 2
+    assert "holds runs" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(BuildError, match="not a folder"):
+        build_site([], [runs], tmp_path / "file")
 
 
 def test_cli_reports_problems_and_exit_codes(tmp_path, capsys):
@@ -635,13 +704,13 @@ def test_cli_reports_problems_and_exit_codes(tmp_path, capsys):
     (runs / "bad.json").write_text("[]", encoding="utf-8")
     out = tmp_path / "site"
     args = ["build", "--results", str(runs), "--baselines", str(BASELINES), "--out", str(out)]
-    assert leaderboard_main(args) == 1
+    assert leaderboard_main(args) == 2
     assert f"{runs / 'bad.json'}: expected a JSON object" in capsys.readouterr().err
     assert not out.exists()
     assert leaderboard_main([*args, "--skip-bad"]) == 0
     captured = capsys.readouterr()
     assert "skipped:" in captured.err and "ECAC, split test: 8 rows" in captured.out
-    assert leaderboard_main(["build", "--results", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert leaderboard_main(["build", "--results", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "nowhere: not a folder" in capsys.readouterr().err
 
 
@@ -670,10 +739,11 @@ def test_committed_runs_match_a_fresh_score():
 
 def test_committed_site_is_up_to_date(tmp_path):
     """The built site in leaderboard/ is what the builder makes from the repo's inputs (rebuild it if not)."""
-    build_site([BASELINES], [RUNS], tmp_path)
+    build_site([BASELINES], [RUNS], tmp_path / "site")
+    assert sorted(p.name for p in SITE.iterdir()) == sorted(SITE_FILES)
     for name in SITE_FILES:
-        committed = (REPO / "leaderboard" / name).read_bytes()
-        assert committed == (tmp_path / name).read_bytes(), f"leaderboard/{name} is stale: run the build"
+        committed = (SITE / name).read_bytes()
+        assert committed == (tmp_path / "site" / name).read_bytes(), f"leaderboard/site/{name} is stale: run the build"
 
 
 def test_python_dash_m_entry_point(tmp_path):
@@ -765,7 +835,7 @@ def test_another_caption_prompt_ranks_separately_on_the_same_board_labelled(tmp_
     assert [(r.display_name, r.rank) for r in apart.rows] == [("C", 1)]
     assert apart.label == "caption prompt: caption_toys.zh@1#dddddddd"
     page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
-    assert "Ranked separately: caption prompt: caption_toys.zh@1#dddddddd" in page
+    assert "Ranked separately: <bdi>caption prompt: caption_toys.zh@1#dddddddd</bdi>" in page
     rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))["boards"][0]["rows"]
     assert [(r["display_name"], r["ranking"], r["rank"]) for r in rows] == [
         ("A", "main", 1),
@@ -869,3 +939,329 @@ def test_odd_inputs_are_named_errors_that_skip_bad_skips(tmp_path, name, content
     result = build(tmp_path, runs, [base], skip_bad=True)
     assert [str(p) for p in result.skipped] == [str(err.value.problems[0])]
     assert [r.display_name for b in result.boards for r in b.rows] == ["Good"]
+
+
+# ---------------------------------------------------------------------------------------------- hostile names
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example","x")', "+cmd|' /C calc'!A0", "@SUM(A1)", "-2+3", "\tTAB", "\rCR"]
+
+
+def test_csv_neutralises_formula_cells(tmp_path):
+    """OWASP's rule (ecac_bench.csv_safety): a text cell a spreadsheet would run gets a leading quote; numbers are
+    written as numbers; the JSON keeps the names as they are."""
+    runs = tmp_path / "runs"
+    for i, name in enumerate(FORMULAS):
+        write(runs / f"m{i}.json", score_report(name, 40.0 + i, {**SAMPLE_DS, "name": "\t=1+1"}))
+    build(tmp_path, runs)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8"))))
+    # model names are stripped of surrounding white space when read; dataset names are kept as they are
+    expected = ["'" + n if n.strip().startswith(FORMULA_START) else n.strip() for n in FORMULAS]
+    assert sorted(r["model"] for r in rows) == sorted(expected) and sum(e.startswith("'") for e in expected) == 4
+    assert {r["dataset"] for r in rows} == {"'\t=1+1"}
+    assert all(not cell.startswith(FORMULA_START) for r in rows for cell in r.values())
+    assert sorted(float(r["tts"]) for r in rows) == [40.0 + i for i in range(len(FORMULAS))]
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    assert sorted(r["model"] for r in data["boards"][0]["rows"]) == sorted(n.strip() for n in FORMULAS)
+
+
+HOSTILE_MD = [
+    "evil\r| 1 | forged | 99.00 |\nrow",
+    "![pixel](https://evil.example/track.png)",
+    "[click](https://evil.example)",
+    "<img src=x onerror=alert(1)>",
+    "`code` and *bold* _it_",
+    "https://evil.example/x",
+    "www.evil.example",
+    "<https://evil.example>",
+    "mail@evil.example",
+    "a&#124;b &lt;i&gt;",
+]
+
+
+def test_markdown_escapes_names(tmp_path):
+    """No name can split a row, or become an image, a link, an autolink, HTML or a code span: rendered by a
+    CommonMark parser (markdown-it, with tables) the table has one row per model, no element from a name, and each
+    name reads as it was written."""
+    markdown_it = pytest.importorskip("markdown_it")
+    runs = tmp_path / "runs"
+    for i, name in enumerate(HOSTILE_MD):
+        write(runs / f"m{i}.json", score_report(name, 40.0 + i))
+    build(tmp_path, runs)
+    md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "\r" not in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(HOSTILE_MD)
+    assert len({len(re.findall(r"(?<!\\)\|", row)) for row in table}) == 1  # one cell count: no row is split
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render("\n".join(table))
+    for tag in ("<img", "<a ", "<code", "<em", "<strong", "<https"):
+        assert tag not in html, tag
+    assert html.count("<tr>") == 1 + len(HOSTILE_MD)
+    ranks = re.findall(r"<tr>\s*<td[^>]*>([^<]*)</td>", html)  # each row's first cell: its rank
+    assert ranks == [str(n) for n in range(1, len(HOSTILE_MD) + 1)]
+    assert "https\\://" in md and "www\\.evil" in md and "mail\\@evil" in md  # GitHub's bare autolinks, too
+    for name in HOSTILE_MD[1:]:
+        shown_name = html_lib.escape(name, quote=False) if "&" not in name else name.replace("&", "&amp;").replace(
+            "<", "&lt;").replace(">", "&gt;")  # fmt: skip
+        assert shown_name in html, name
+
+
+def _bdi_check(html: str, marker: str) -> list[str]:
+    """The enclosing elements of every text node that holds ``marker`` outside <bdi> (and outside SVG, whose text
+    is one label each), and of attributes: problems."""
+
+    class Walker(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.stack: list[str] = []
+            self.problems: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in ("br", "meta", "input", "link", "line", "circle", "rect", "img"):
+                self.stack.append(tag)
+
+        def handle_startendtag(self, tag, attrs):
+            pass
+
+        def handle_endtag(self, tag):
+            if tag in self.stack:
+                while self.stack.pop() != tag:
+                    pass
+
+        def handle_data(self, data):
+            if marker in data and "bdi" not in self.stack and "svg" not in self.stack:
+                self.problems.append("/".join(self.stack))
+
+    walker = Walker()
+    walker.feed(html)
+    return walker.problems
+
+
+def test_html_isolates_every_input_text_in_bdi(tmp_path):
+    """A right-to-left override in a name (or a dataset name, a variant, a file name) cannot reorder the page: it is
+    shown as an escape, and every input text sits in its own <bdi>."""
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    rlo = "\u202e"
+    write(runs / "m.json", score_report(f"Model{rlo}ZZ", 40.0, {**SAMPLE_DS, "name": f"data{rlo}ZZ"}))
+    write(runs / "j.json", judge_report(f"Model{rlo}ZZ", 80.0, {**SAMPLE_DS, "name": f"data{rlo}ZZ"}))
+    write(runs / "arabic.json", score_report("نموذج ZZ", 30.0, {**SAMPLE_DS, "name": f"data{rlo}ZZ"}))
+    entry = {"source": "reported", "citation": {"key": "p", "text": f"Paper{rlo}ZZ"}, "table": f"T{rlo}ZZ",
+             "model": "R", "params_b": 1, "variant": f"variant{rlo}ZZ", "note": f"note{rlo}ZZ",
+             "dataset": {"name": "ECAC", "split": f"test{rlo}ZZ"}, "metrics": {"tts": 10.0}}  # fmt: skip
+    write(base / "p.json", {"entries": [entry]})
+    build(tmp_path, runs, [base])
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert rlo not in html and "\\u202eZZ" in html
+    assert _bdi_check(html, "ZZ") == []
+    assert html.count("<bdi>") > 20
+
+
+def test_control_characters_in_names_are_shown_as_escapes(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "m.json", score_report("A\x1b[31mred\x00\u200bX", 40.0))
+    build(tmp_path, runs)
+    for name in ("index.html", "leaderboard.md"):
+        text = (tmp_path / "site" / name).read_text(encoding="utf-8")
+        assert "\x1b" not in text and "\x00" not in text and "\u200b" not in text
+        assert "\\x1b" in text and "\\u200b" in text
+
+
+# ---------------------------------------------------------------------------------------------- what the page shows
+
+
+def test_columns_empty_on_a_board_are_hidden(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    write(runs / "b.json", score_report("B", 30.0, tts_h=None))
+    build(tmp_path, runs)
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    head = re.search(r'<table class="lb main" id="board-1-main">\s*<thead><tr>(.*?)</tr></thead>', page, re.S)
+    columns = re.findall(r"<button type=\"button\">(.*?)</button>", head.group(1))
+    assert columns == ["#", "Model", "TTS", "TTS-L", "TTS-M", "TTS-H", "Source", "Date"]  # no judge, size, weights
+    assert "Sibling caption metrics" not in page
+    md_head = next(line for line in (tmp_path / "site" / "leaderboard.md").read_text().splitlines() if "Model" in line)
+    assert md_head == "| # | Model | TTS | TTS-L | TTS-M | TTS-H | Source | Date |"
+    # The paper's board: TTS-L/M/H are given by no table of the paper, and no reported row has a date.
+    build_site([BASELINES], [], tmp_path / "paper")
+    paper = (tmp_path / "paper" / "index.html").read_text(encoding="utf-8")
+    head = re.search(r'id="board-1-main">\s*<thead><tr>(.*?)</tr></thead>', paper, re.S).group(1)
+    assert re.findall(r"<button type=\"button\">(.*?)</button>", head) == [
+        "#", "Model", "TTS", "Judge score", "Toy precision", "Size", "Weights", "Source"
+    ]  # fmt: skip
+    # A secondary table lists only the rows with a value in it.
+    fine = re.search(r'id="board-1-fine">(.*?)</table>', paper, re.S).group(1)
+    assert fine.count("<tr class=") == 4 and "Gemma3-27B" not in fine
+
+
+def test_measured_numbers_show_their_ci_half_width_and_reported_ones_say_they_have_none(tmp_path):
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(runs / "a.json", with_ci(score_report("A", 40.0), (35.0, 46.0)))
+    write(runs / "b.json", score_report("B", 30.0))  # a report without CIs
+    write(base / "p.json", {"entries": [{"source": "reported", "citation": {"key": "p", "text": "P"}, "table": "T1",
+                                         "model": "R", "params_b": 1, "metrics": {"tts": 41.0},
+                                         "dataset": {"name": "ecac-sample", "split": "test", "size": 40,
+                                                     "sha256": SHA_A}}]})  # fmt: skip
+    build(tmp_path, runs, [base])
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'title="from runs/a.json; 95% CI 35.00–46.00">40.00<span class="pm">±5.50</span>' in page
+    assert 'title="from runs/b.json; no CI in the report">30.00</td>' in page
+    assert 'title="from T1; reported: no CI (the paper gives none)">41.00</td>' in page
+    md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| A | 40.00 ±5.50 |" in md and "| R | 41.00 |" in md and "(no CI: the paper gives none)" in md
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO((tmp_path / "site" / "leaderboard.csv").read_text()))}
+    assert (rows["A"]["tts_ci_low"], rows["A"]["tts_ci_high"]) == ("35.0", "46.0") and rows["R"]["tts_ci_low"] == ""
+
+
+def test_negative_zero_is_shown_as_zero(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", json.loads(_metric(score_report("A", 40.0), reward=-0.0, tts_bh=-0.0)))
+    (board,) = build(tmp_path, runs).boards
+    assert math.copysign(1, board.rows[0].metrics["reward"]) == 1.0
+    for name in ("index.html", "leaderboard.md"):
+        assert "-0.00" not in (tmp_path / "site" / name).read_text(encoding="utf-8"), name
+    assert ",-0.0," not in (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8")
+    row = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))["boards"][0]["rows"][0]
+    assert math.copysign(1, row["metrics"]["reward"]) == math.copysign(1, row["metrics"]["tts_bh"]) == 1.0
+
+
+def test_last_updated_is_the_newest_date_of_the_inputs(tmp_path):
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))  # 2026-11-20
+    write(runs / "p.json", precision_report("A", 50.0))  # 2026-11-22
+    write(runs / "j.json", judge_report("B", 50.0))  # 2026-11-21
+    build(tmp_path, runs)
+    site = tmp_path / "site"
+    assert 'Last updated <time datetime="2026-11-22"><bdi>2026-11-22</bdi></time>' in (site / "index.html").read_text()
+    assert "Last updated 2026-11-22 (the newest date of the inputs)." in (site / "leaderboard.md").read_text()
+    assert json.loads((site / "leaderboard.json").read_text())["last_updated"] == "2026-11-22"
+    build_site([BASELINES], [], tmp_path / "paper")  # no reported entry states a date
+    assert "Last updated" not in (tmp_path / "paper" / "index.html").read_text(encoding="utf-8")
+
+
+def test_bibtex_holds_only_the_facts_given(tmp_path):
+    base = tmp_path / "base"
+    entry = {"source": "reported", "table": "T1", "model": "R", "params_b": 1, "metrics": {"tts": 41.0},
+             "dataset": {"name": "ECAC"},
+             "citation": {"key": "doe 2024", "text": "J. Doe, R. Roe. A {braced} title & more.",
+                          "authors": ["J. Doe", "R. Roe"], "title": "A {braced} title & more_"}}  # fmt: skip
+    write(base / "p.json", {"entries": [entry]})
+    write(tmp_path / "runs" / "a.json", score_report("A", 40.0))
+    build(tmp_path, tmp_path / "runs", [base])
+    cite = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))["cite"]
+    assert cite == {
+        "doe 2024": "@misc{doe-2024,\n  author = {J. Doe and R. Roe},\n  title = {A \\{braced\\} title \\& more\\_}\n}",
+        "ecac-bench": "@misc{ecac-bench,\n  title = {ecac-bench: the ECAC benchmark, evaluation harness and reference "
+        "trainer},\n  note = {Version 0.1.0}\n}",
+    }
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert page.count('<button type="button" class="copy"') == 2
+    # The committed baselines: the ECAC paper's authors and title, and nothing the paper's text does not give.
+    build_site([BASELINES], [], tmp_path / "paper")
+    paper = json.loads((tmp_path / "paper" / "leaderboard.json").read_text(encoding="utf-8"))["cite"]["li-ecac"]
+    assert paper == (
+        "@misc{li-ecac,\n  author = {Sixing Li and Zhibin Gu and Ziqi Zhang},\n  title = {Captioning Daily Activity "
+        "Images in Early Childhood Education: Benchmark and Algorithm}\n}"
+    )
+
+
+MODELS = {
+    "name": "Paper-VLM-3B",
+    "ids": ["org/paper-vlm-3b-instruct"],
+    "params_b": 3,
+    "weights": "open",
+    "url": "https://huggingface.co/org/paper-vlm-3b-instruct",
+    "source": "its model card",
+}
+
+
+def _reported(model: str, params_b: float | None = 3) -> dict:
+    return {"source": "reported", "citation": {"key": "p", "text": "P"}, "table": "T1", "model": model,
+            "params_b": params_b, "metrics": {"tts": 41.0}, "dataset": {"name": "ECAC"}}  # fmt: skip
+
+
+def test_model_facts_give_size_weights_and_link_to_reported_and_measured_rows(tmp_path):
+    runs, base = tmp_path / "runs", tmp_path / "base"
+    write(base / "00_models.json", {"models": [MODELS, {"name": "Api-Model", "weights": "api", "source": "vendor"}]})
+    write(base / "p.json", {"entries": [_reported("Paper-VLM-3B"), _reported("Api-Model", None)]})
+    write(runs / "m.json", score_report("org/paper-vlm-3b-instruct", 40.0))
+    write(runs / "u.json", score_report("unknown-model", 30.0))
+    boards = build(tmp_path, runs, [base]).boards
+    rows = {r.model: r for b in boards for r in b.rows}
+    assert rows["org/paper-vlm-3b-instruct"].params_b == 3 and rows["org/paper-vlm-3b-instruct"].facts.weights == "open"
+    assert rows["Api-Model"].facts.weights == "api" and rows["Api-Model"].params_b is None
+    assert rows["unknown-model"].facts is None and rows["unknown-model"].params_b is None
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    link = '<a class="model-link" href="https://huggingface.co/org/paper-vlm-3b-instruct" rel="noopener noreferrer '
+    assert page.count(link) == 2  # the reported row and the measured run of the same checkpoint
+    assert '<td data-sort="API" title="vendor">API</td>' in page
+    csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8"))))
+    by = {r["model"]: r for r in csv_rows}
+    assert (by["Paper-VLM-3B"]["weights"], by["Paper-VLM-3B"]["params_b"]) == ("open", "3")
+    assert by["org/paper-vlm-3b-instruct"]["model_url"] == MODELS["url"] and by["unknown-model"]["weights"] == ""
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    facts = [r["model_facts"] for b in data["boards"] for r in b["rows"] if r["model"] == "Paper-VLM-3B"]
+    assert facts == [{"name": "Paper-VLM-3B", "params_b": 3.0, "weights": "open", "url": MODELS["url"],
+                      "source": "its model card"}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("models", "entries", "needle"),
+    [
+        ([{**MODELS, "url": "javascript:alert(1)"}], [], "models[0].url: expected an https:// URL"),
+        ([{**MODELS, "url": 'https://x.example/"onmouseover="x'}], [], "models[0].url: expected an https:// URL"),
+        ([{**MODELS, "weights": "free"}], [], "models[0].weights"),
+        ([{k: v for k, v in MODELS.items() if k != "source"}], [], "models[0].source: missing"),
+        ([MODELS, {**MODELS, "ids": []}], [], "named by more than one model"),
+        ([MODELS], [_reported("Paper-VLM-3B", 7)], "Paper-VLM-3B: params_b 7 here, 3 in its model facts"),
+    ],
+)
+def test_bad_model_facts(tmp_path, models, entries, needle):
+    base = tmp_path / "base"
+    write(base / "00_models.json", {"models": models})
+    write(base / "p.json", {"entries": entries or [_reported("Other")]})
+    loaded = load_inputs([base], [])
+    assert len(loaded.problems) == 1 and needle in str(loaded.problems[0]), loaded.problems
+
+
+def test_model_facts_in_two_files_are_a_problem_of_the_second(tmp_path):
+    base = tmp_path / "base"
+    write(base / "a.json", {"models": [MODELS]})
+    write(base / "b.json", {"models": [{**MODELS, "name": "Other", "ids": ["ORG/Paper-VLM-3B-instruct"]}]})
+    (problem,) = load_inputs([base], []).problems
+    assert str(problem).startswith(f"{base / 'b.json'}: models: ['ORG/Paper-VLM-3B-instruct'] already have facts")
+
+
+# ---------------------------------------------------------------------------------------------- viewer pages
+
+
+def test_a_results_files_viewer_page_is_copied_into_the_site_and_linked(tmp_path):
+    """The hook for the caption viewer: ``X.viewer.html`` beside ``X.json`` is copied to ``viewer/<origin>.html``
+    in the site (so it travels with it) and the row's name links to it."""
+    runs = tmp_path / "runs"
+    write(runs / "a.json", score_report("A", 40.0))
+    write(runs / "a.prec.json", precision_report("A", 50.0))
+    (runs / "a.viewer.html").write_bytes(b"<!DOCTYPE html><title>A captions</title>\xe2\x9c\x93")
+    write(runs / "sub" / "we ird#?.json", score_report("B", 30.0))
+    (runs / "sub" / "we ird#?.viewer.html").write_text("B page", encoding="utf-8")
+    write(runs / "c.json", score_report("C", 20.0))  # no viewer page
+    result = build(tmp_path, runs)
+    site = tmp_path / "site"
+    assert (site / "viewer" / "runs" / "a.html").read_bytes() == (runs / "a.viewer.html").read_bytes()
+    assert (site / "viewer" / "runs" / "sub" / "we ird#?.html").read_text(encoding="utf-8") == "B page"
+    rows = {r.model: r for r in result.boards[0].rows}
+    assert rows["A"].viewer.href == "viewer/runs/a.html" and rows["C"].viewer is None
+    assert rows["B"].viewer.href == "viewer/runs/sub/we%20ird%23%3F.html"
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert '<a class="viewer-link" href="viewer/runs/a.html">captions</a>' in page
+    assert 'href="viewer/runs/sub/we%20ird%23%3F.html"' in page and page.count('class="viewer-link"') == 2
+    data = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    assert {r["model"]: r["viewer"] for r in data["boards"][0]["rows"]} == {
+        "A": "viewer/runs/a.html",
+        "B": "viewer/runs/sub/we%20ird%23%3F.html",
+        "C": None,
+    }
+    # The viewer pages change with the site, as one unit: a rebuild without them leaves none behind.
+    (runs / "a.viewer.html").unlink()
+    (runs / "sub" / "we ird#?.viewer.html").unlink()
+    build(tmp_path, runs)
+    assert not (site / "viewer").exists()

@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ecac_bench.commands._output import error, plain
 from ecac_bench.leaderboard.build import BuildError, build_site
 
 DEFAULT_BASELINES = Path("baselines/reported")
 DEFAULT_RESULTS = Path("leaderboard/runs")
-DEFAULT_OUT = Path("leaderboard")
+DEFAULT_OUT = Path("leaderboard/site")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,7 +35,12 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help=f"folder of reported baselines (YAML/JSON); repeatable (default {DEFAULT_BASELINES})",
     )
-    build.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"the site folder, replaced as a whole when the build succeeds (default {DEFAULT_OUT})",
+    )
     build.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs (listed on the page)")
     build.add_argument(
         "--stamp", action="store_true", help="print the build time in the site (off: byte-identical rebuilds)"
@@ -54,13 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             stamp=stamp,
         )
     except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        error(exc)
+        return 2
     for problem in result.skipped:
-        print(f"skipped: {problem}", file=sys.stderr)
+        print(f"skipped: {plain(problem)}", file=sys.stderr)
     for board in result.boards:
-        print(f"{board.dataset.label}: {len(board.rows)} rows")
-    print("wrote " + ", ".join(str(p) for p in result.written))
+        print(f"{plain(board.dataset.label)}: {len(board.rows)} rows")
+    print(f"wrote {args.out}/ ({len(result.written)} files): open {args.out / 'index.html'}")
     return 0
 
 

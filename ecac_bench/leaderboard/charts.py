@@ -1,7 +1,9 @@
 """SVG charts drawn at build time (no JavaScript, no CDN): TTS vs judge score, and TTS per precision level.
 
-Every text that comes from an input (model names) goes through ``escape``; numbers are formatted with fixed
-precision so the same inputs give byte-identical SVG.
+Each chart is drawn at its natural size in pixels (``width``/``height``) and never scaled down: on a narrow screen it
+scrolls inside its own box, so no text is ever rendered below its font size (11 px at the least). The bars are drawn
+340 px wide, which fits a phone; the scatter needs 640. Every text that comes from an input (model names) is shown
+by ``text.shown`` and escaped; numbers are formatted with fixed precision so the same inputs give byte-identical SVG.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from markupsafe import Markup, escape
 
 from ecac_bench import registry
 from ecac_bench.leaderboard.entries import Row
+from ecac_bench.leaderboard.filters import filter_attrs
+from ecac_bench.leaderboard.text import shown
 
 COLORS = {"reported": "#3b5bdb", "measured": "#e8590c"}
 LEVEL_COLORS = {"low": "#2f9e44", "medium": "#f08c00", "high": "#c92a2a"}
@@ -39,6 +43,14 @@ def _axis(values: Sequence[float]) -> tuple[float, float, float]:
     lo = math.floor(lo / step) * step
     hi = math.ceil(hi / step) * step
     return float(max(lo, 0)), float(hi), float(step)
+
+
+def _svg_open(chart_id: str, width: int, height: int, title: str) -> list[str]:
+    return [
+        f"<svg id='{chart_id}' class='chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
+        f"role='img' aria-labelledby='{chart_id}-t' xmlns='http://www.w3.org/2000/svg' {FONT} font-size='12'>",
+        f"<title id='{chart_id}-t'>{title}</title>",
+    ]
 
 
 def _text_width(text: str, size: float = 11.0) -> float:
@@ -96,11 +108,7 @@ def scatter_tts_judge(rows: Sequence[Row], chart_id: str) -> Markup | None:
     def sy(v: float) -> float:
         return top + ph - (v - y0) / (y1 - y0) * ph
 
-    out = [
-        f"<svg id='{chart_id}' class='chart' viewBox='0 0 {width} {height}' style='max-width:{width}px' role='img' "
-        f"aria-labelledby='{chart_id}-t' xmlns='http://www.w3.org/2000/svg' {FONT} font-size='12'>",
-        f"<title id='{chart_id}-t'>TTS against judge score</title>",
-    ]
+    out = _svg_open(chart_id, width, height, "TTS against judge score")
     for i in range(round((x1 - x0) / xstep) + 1):
         xv = x0 + i * xstep
         out.append(
@@ -125,16 +133,16 @@ def scatter_tts_judge(rows: Sequence[Row], chart_id: str) -> Markup | None:
             f"<circle cx='{lx + 5}' cy='14' r='5' fill='{color}'/>"
             f"<text x='{lx + 14}' y='18' class='tick'>{source}</text>"
         )
-    xy = [(sx(r.metrics["tts"]), sy(r.metrics["judge_score"]), r.display_name) for r in points]
+    xy = [(sx(r.metrics["tts"]), sy(r.metrics["judge_score"]), shown(r.display_name)) for r in points]
     labels = _place_labels(xy, (left + 2, top - 10, width - 2, top + ph + 4))
     for row, (x, y, _), (lx, ly, anchor) in zip(points, xy, labels, strict=True):
-        name = escape(row.display_name)
+        name = escape(shown(row.display_name))
         leader = ""
         if abs(ly - (y + 1)) > 1:  # label nudged away from its point: draw a thin line to it
             end_x = lx - 2 if anchor == "start" else lx + 2
             leader = f"<line x1='{_f(x)}' y1='{_f(y)}' x2='{_f(end_x)}' y2='{_f(ly - 4)}' class='leader'/>"
         out.append(
-            f"<g class='point {row.source}'>{leader}"
+            f"<g class='point {row.source}'{filter_attrs(row)}>{leader}"
             f"<circle cx='{_f(x)}' cy='{_f(y)}' r='5.5' fill='{COLORS[row.source]}'>"
             f"<title>{name}: TTS {row.metrics['tts']:.2f}, judge {row.metrics['judge_score']:.2f} "
             f"({row.source})</title></circle>"
@@ -145,53 +153,49 @@ def scatter_tts_judge(rows: Sequence[Row], chart_id: str) -> Markup | None:
 
 
 def bars_per_level(rows: Sequence[Row], chart_id: str) -> Markup | None:
-    """Per model, TTS for each precision level, foreground (solid) and background (light) side by side."""
-    shown = [r for r in rows if any(k in r.metrics for _, fg, bg in FINE for k in (fg, bg))]
-    if not shown:
+    """Per model, its name and below it TTS for each precision level, foreground (solid) and background (light) bars
+    one under the other, each with its value; drawn 340 px wide, so that it fits a phone unscaled."""
+    shown_rows = [r for r in rows if any(k in r.metrics for _, fg, bg in FINE for k in (fg, bg))]
+    if not shown_rows:
         return None
-    left, right, top, bar, gap, block_gap = 200, 50, 34, 9, 2, 16
-    width = 640
-    block = 6 * bar + 5 * gap
-    height = top + len(shown) * (block + block_gap) + 24
-    pw = width - left - right
+    width, top, name_h, bar, gap, block_gap, axis_h = 340, 44, 18, 11, 2, 14, 22
+    pw = width - 42  # room for the value after a full bar ("100.00" at 11 px is about 37 px)
+    block = name_h + 6 * bar + 5 * gap
+    height = top + len(shown_rows) * (block + block_gap) + axis_h
 
     def sx(v: float) -> float:
-        return left + v / 100 * pw
+        return v / 100 * pw
 
-    out = [
-        f"<svg id='{chart_id}' class='chart' viewBox='0 0 {width} {height}' style='max-width:{width}px' role='img' "
-        f"aria-labelledby='{chart_id}-t' xmlns='http://www.w3.org/2000/svg' {FONT} font-size='12'>",
-        f"<title id='{chart_id}-t'>TTS per toy precision level, foreground and background</title>",
-    ]
+    title = "TTS per toy precision level, foreground and background"
+    out = _svg_open(chart_id, width, height, title)
     for i, (level, color) in enumerate(LEVEL_COLORS.items()):
-        lx = 10 + i * 90
+        lx = i * 80
         out.append(
-            f"<rect x='{lx}' y='6' width='12' height='12' fill='{color}'/>"
-            f"<text x='{lx + 16}' y='16' class='tick'>{level}</text>"
+            f"<rect x='{lx}' y='4' width='12' height='12' fill='{color}'/>"
+            f"<text x='{lx + 16}' y='14' class='tick'>{level}</text>"
         )
-    out.append("<text x='280' y='16' class='tick'>solid = foreground, light = background</text>")
+    out.append("<text x='0' y='32' class='tick'>solid = foreground, light = background</text>")
     for tick in range(0, 101, 20):
+        anchor = "start" if tick == 0 else "end" if tick == 100 else "middle"
         out.append(
-            f"<line x1='{_f(sx(tick))}' y1='{top - 4}' x2='{_f(sx(tick))}' y2='{height - 20}' class='grid'/>"
-            f"<text x='{_f(sx(tick))}' y='{height - 6}' text-anchor='middle' class='tick'>{tick}</text>"
+            f"<line x1='{_f(sx(tick))}' y1='{top - 4}' x2='{_f(sx(tick))}' y2='{height - axis_h + 4}' class='grid'/>"
+            f"<text x='{_f(sx(tick))}' y='{height - 6}' text-anchor='{anchor}' class='tick'>{tick}</text>"
         )
-    for i, row in enumerate(shown):
+    for i, row in enumerate(shown_rows):
         y = top + i * (block + block_gap)
-        name = escape(row.display_name)
-        out.append(f"<g class='series {row.source}'>")
-        out.append(
-            f"<text x='{left - 10}' y='{_f(y + block / 2 + 4)}' text-anchor='end' class='bar-label'>{name}</text>"
-        )
+        name = escape(shown(row.display_name))
+        out.append(f"<g class='series {row.source}'{filter_attrs(row)}>")
+        out.append(f"<text x='0' y='{_f(y + 13)}' class='bar-label'>{name}</text>")
         for j, (level, fg, bg) in enumerate(FINE):
             for k, (key, ground, opacity) in enumerate(((fg, "foreground", 1.0), (bg, "background", 0.45))):
-                by = y + (2 * j + k) * (bar + gap)
+                by = y + name_h + (2 * j + k) * (bar + gap)
                 value = row.metrics.get(key)
                 text = "n/a" if value is None else f"{value:.2f}"
                 out.append(
-                    f"<rect x='{left}' y='{_f(by)}' width='{_f(sx(value or 0) - left)}' height='{bar}' "
+                    f"<rect x='0' y='{_f(by)}' width='{_f(sx(value or 0))}' height='{bar}' "
                     f"fill='{LEVEL_COLORS[level]}' fill-opacity='{opacity}'>"
                     f"<title>{name}: {level}, {ground}: {text}</title></rect>"
-                    f"<text x='{_f(sx(value or 0) + 4)}' y='{_f(by + bar - 0.5)}' class='bar-value'>{text}</text>"
+                    f"<text x='{_f(sx(value or 0) + 4)}' y='{_f(by + bar - 1.5)}' class='bar-value'>{text}</text>"
                 )
         out.append("</g>")
     out.append("</svg>")

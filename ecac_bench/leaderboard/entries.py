@@ -5,9 +5,11 @@ Which metrics exist, their labels, ranges, directions and tables come from ``eca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Source = Literal["reported", "measured"]
+Weights = Literal["open", "api", "not released"]
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +73,57 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A paper reported numbers come from. ``authors`` and ``title`` (when the baselines file gives them) make its
+    BibTeX entry; nothing else is ever added to it (no guessed venue or year)."""
+
+    key: str
+    text: str
+    authors: tuple[str, ...] = ()
+    title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "text": self.text, "authors": list(self.authors), "title": self.title}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known about a model beyond its numbers (a ``models:`` list in a baselines file), with its source.
+    ``ids`` are other names results files give the model (e.g. its Hugging Face repository id); None = unknown."""
+
+    name: str
+    source: str
+    ids: tuple[str, ...] = ()
+    params_b: float | None = None
+    weights: Weights | None = None
+    url: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params_b": self.params_b,
+            "weights": self.weights,
+            "url": self.url,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ViewerPage:
+    """A measured run's caption-viewer page: ``source`` is the page beside the results file (``X.viewer.html`` next
+    to ``X.json``); the site carries its copy at ``path`` (``viewer/<origin>.html``), linked as ``href`` (the same
+    path, URL-quoted), both relative to index.html."""
+
+    path: str
+    href: str
+    source: Path
+
+
+@dataclass(frozen=True)
 class Entry:
     """One model's numbers from one input: a paper table entry or one measured report.
 
@@ -86,8 +139,10 @@ class Entry:
     protocol: dict[str, str] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     params_b: float | None = None  # parameters in billions
-    citation: str | None = None  # full citation text (reported)
+    citation: Citation | None = None  # reported
     variant: str | None = None  # the paper's own name for an ablation variant
+    facts: ModelFacts | None = None
+    viewer: ViewerPage | None = None  # measured
 
     @property
     def group_key(self) -> tuple[str, str, str]:
@@ -118,8 +173,10 @@ class Row:
     protocol: dict[str, str] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     params_b: float | None = None
-    citation: str | None = None
+    citation: Citation | None = None
     variant: str | None = None
+    facts: ModelFacts | None = None
+    viewer: ViewerPage | None = None  # the first of its results files' viewer pages
     rank: int | None = None
     # Rows of the same ranking whose rank-metric CI overlaps this row's: their order is not established.
     not_separable_from: list[str] = field(default_factory=list)

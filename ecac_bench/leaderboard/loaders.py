@@ -16,6 +16,7 @@ ends the build with a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -23,12 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecac_bench import registry
-from ecac_bench.leaderboard.entries import DatasetId, Entry, Provenance
+from ecac_bench.leaderboard.entries import Citation, DatasetId, Entry, ModelFacts, Provenance, ViewerPage, Weights
 from ecac_bench.report import build_report
 from ecac_bench.report_schema import (
     MAX_DEPTH,
@@ -59,10 +61,14 @@ class InputError(ValueError):
         super().__init__(f"{path}: {message}")
 
 
+VIEWER_SUFFIX = ".viewer.html"  # a results file X.json may have its caption-viewer page beside it: X.viewer.html
+
+
 @dataclass
 class LoadResult:
     entries: list[Entry] = field(default_factory=list)
     problems: list[InputError] = field(default_factory=list)
+    models: list[ModelFacts] = field(default_factory=list)
 
 
 MAX_VALUES = 1_000_000  # values in one input once YAML aliases are expanded; real inputs hold a few thousand
@@ -218,6 +224,29 @@ class _Model(BaseModel):
 class _Citation(_Model):
     key: NonEmpty
     text: NonEmpty
+    authors: list[NonEmpty] = []  # as the paper prints them; with the title, they make its BibTeX entry
+    title: NonEmpty | None = None
+
+
+def _https_url(value: str) -> str:
+    # RFC 3986 characters only: no quote, space, angle bracket or backslash can reach an attribute or a Markdown cell
+    if len(value) > 500 or not re.fullmatch(r"https://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+", value):
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    return value
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+
+
+class _ModelFacts(_Model):
+    """Facts about one model, with their source (docs/leaderboard.md, "Model facts"); leave out what is not known."""
+
+    name: NonEmpty
+    source: NonEmpty
+    ids: list[NonEmpty] = []
+    params_b: Annotated[Number, Field(ge=0, le=10**6)] | None = None
+    weights: Weights | None = None
+    url: HttpsUrl | None = None
 
 
 class _ReportedDataset(_Model):
@@ -270,7 +299,14 @@ class _ReportedEntry(_Model):
 
 
 class _BaselineFile(_Model):
-    entries: Annotated[list[_ReportedEntry], Field(min_length=1)]
+    entries: list[_ReportedEntry] = []
+    models: list[_ModelFacts] = []
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> _BaselineFile:
+        if not self.entries and not self.models:
+            raise ValueError("entries: missing (a baselines file holds entries, models or both)")
+        return self
 
 
 def _as_float(value: Any) -> float:
@@ -280,8 +316,18 @@ def _as_float(value: Any) -> float:
         return float("inf")
 
 
+def _number(value: Any) -> float:
+    """A validated value as shown: -0.0 is 0.0 (no metric is ever shown as negative)."""
+    return float(value) + 0.0
+
+
 def parse_baseline_file(path: Path) -> list[Entry]:
     """Entries of one baselines file: ``{"entries": [{source: reported, citation, model, params_b, table, ...}]}``."""
+    return _parse_baselines(path)[0]
+
+
+def _parse_baselines(path: Path) -> tuple[list[Entry], list[ModelFacts]]:
+    """A baselines file's entries and model facts (``models: [{name, source, ids, params_b, weights, url}]``)."""
     try:
         text = path.read_text(encoding="utf-8")
         data = _parsed(path, text, _json_loads if path.suffix == ".json" else _yaml_loads)
@@ -301,7 +347,22 @@ def parse_baseline_file(path: Path) -> list[Entry]:
         parsed = _BaselineFile.model_validate(data)
     except ValidationError as exc:
         raise InputError(path, validation_message(exc)) from None
-    return [_baseline_entry(item) for item in parsed.entries]
+    names = [name.strip().casefold() for item in parsed.models for name in (item.name, *item.ids)]
+    if len(names) != len(set(names)):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(path, f"models: {twice} named by more than one model")
+    facts = [
+        ModelFacts(
+            name=item.name.strip(),
+            source=item.source.strip(),
+            ids=tuple(i.strip() for i in item.ids),
+            params_b=None if item.params_b is None else _number(item.params_b),
+            weights=item.weights,
+            url=item.url,
+        )
+        for item in parsed.models
+    ]
+    return [_baseline_entry(item) for item in parsed.entries], facts
 
 
 def _baseline_entry(item: _ReportedEntry) -> Entry:
@@ -310,7 +371,7 @@ def _baseline_entry(item: _ReportedEntry) -> Entry:
         model=item.model.strip(),
         source="reported",
         dataset=DatasetId(ds.name.strip(), ds.split, ds.size, ds.sha256),
-        metrics={k: float(v) for k, v in item.metrics.items()},
+        metrics={k: _number(v) for k, v in item.metrics.items()},
         provenance=Provenance(
             origin=item.citation.key.strip(),
             kind=item.table.strip(),
@@ -320,8 +381,13 @@ def _baseline_entry(item: _ReportedEntry) -> Entry:
         # The paper prints neither the captioning prompt nor anything else of the protocol: "unknown" ranks with
         # "unknown" only.
         protocol={"caption_prompt": item.prompt or "unknown"},
-        params_b=None if item.params_b is None else float(item.params_b),
-        citation=item.citation.text.strip(),
+        params_b=None if item.params_b is None else _number(item.params_b),
+        citation=Citation(
+            key=item.citation.key.strip(),
+            text=item.citation.text.strip(),
+            authors=tuple(a.strip() for a in item.citation.authors),
+            title=item.citation.title.strip() if item.citation.title else None,
+        ),
         variant=item.variant,
     )
 
@@ -389,8 +455,8 @@ def entry_from_report(report: Report, origin: str, path: Path | str = "") -> Ent
         raise InputError(path or origin, f"protocol.match: {report.protocol.match!r}; the leaderboard ranks only the "
                          "exact rule")  # fmt: skip
     shown = {m.key for m in registry.metrics(kind.name) if m.table != "none"}
-    metrics = {k: float(v) for k, v in report.metrics.items() if k in shown and v is not None}
-    ci = {k: (float(v[0]), float(v[1])) for k, v in (report.ci or {}).items() if k in shown and v is not None}
+    metrics = {k: _number(v) for k, v in report.metrics.items() if k in shown and v is not None}
+    ci = {k: (_number(v[0]), _number(v[1])) for k, v in (report.ci or {}).items() if k in shown and v is not None}
     judge_model = report.protocol.judge.model if report.protocol.judge else None
     if judge_model is None and isinstance(report.judge, Mapping) and isinstance(report.judge.get("model"), str):
         judge_model = report.judge["model"]
@@ -595,7 +661,7 @@ def _unsigned_entry(
         model=model,
         source="measured",
         dataset=DatasetId(_NO_DATASET, None, size),
-        metrics={k: float(v) for k, v in values.items() if k in shown},
+        metrics={k: _number(v) for k, v in values.items() if k in shown},
         provenance=Provenance(
             origin="",
             kind=f"lmms-eval {task}",
@@ -634,24 +700,88 @@ def _visible_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
     )
 
 
+def viewer_path(origin: str) -> str:
+    """Where the site carries a results file's viewer page: ``viewer/`` + its origin with ``.html`` for ``.json``."""
+    parts = [part for part in origin.split("/") if part not in ("", ".", "..")]
+    parts[-1] = parts[-1].removesuffix(".json") + ".html"
+    return "/".join(["viewer", *parts])
+
+
+def _viewer_page(path: Path, origin: str) -> ViewerPage | None:
+    page = path.with_name(path.name.removesuffix(".json") + VIEWER_SUFFIX)
+    if not page.is_file():
+        return None
+    site_path = viewer_path(origin)
+    # The link: each part URL-quoted (file and folder names may hold anything but "/").
+    return ViewerPage(site_path, "/".join(quote(part, safe="") for part in site_path.split("/")), page)
+
+
+def _facts_by_name(
+    loaded: Sequence[tuple[Path, list[ModelFacts]]], problems: list[InputError]
+) -> dict[str, ModelFacts]:
+    """Every model name and id (case-folded) -> its facts; a name given facts in two files is a problem of the
+    second (files in sorted order)."""
+    out: dict[str, ModelFacts] = {}
+    where: dict[str, Path] = {}
+    for path, facts in loaded:
+        clash = sorted({n for f in facts for n in f.names if n.casefold() in out})
+        if clash:
+            first = where[clash[0].casefold()]
+            problems.append(InputError(path, f"models: {clash} already have facts in {first}"))
+            continue
+        for item in facts:
+            for name in item.names:
+                out[name.casefold()], where[name.casefold()] = item, path
+    return out
+
+
+def _with_facts(entry: Entry, facts: dict[str, ModelFacts], path: Path) -> Entry:
+    """The entry with its model's facts; a reported size that contradicts them is a problem of the entry's file."""
+    item = facts.get(entry.model.casefold())
+    if item is None:
+        return entry
+    if entry.source == "reported" and None not in (entry.params_b, item.params_b) and entry.params_b != item.params_b:
+        raise InputError(path, f"{entry.model}: params_b {entry.params_b:g} here, {item.params_b:g} in its model facts")
+    params_b = entry.params_b if entry.params_b is not None else item.params_b
+    return dataclasses.replace(entry, facts=item, params_b=params_b)
+
+
 def load_inputs(baseline_dirs: Sequence[Path], results_dirs: Sequence[Path]) -> LoadResult:
     """Read every input; problems are collected (not raised) so the caller can report them all at once."""
     out = LoadResult()
     for folder in [*baseline_dirs, *results_dirs]:
         if not folder.is_dir():
             out.problems.append(InputError(folder, "not a folder"))
+    loaded: list[tuple[Path, list[Entry]]] = []
+    facts: list[tuple[Path, list[ModelFacts]]] = []
     for folder in baseline_dirs:
         for path in _visible_files(folder, BASELINE_SUFFIXES) if folder.is_dir() else []:
             try:
-                out.entries.extend(parse_baseline_file(path))
+                entries, models = _parse_baselines(path)
             except InputError as exc:
                 out.problems.append(exc)
+                continue
+            loaded.append((path, entries))
+            facts.append((path, models))
+    pages: dict[str, Path] = {}
     for folder in results_dirs:
         for path in _visible_files(folder, (".json",)) if folder.is_dir() else []:
             # Named relative to the folder given, so the site does not depend on where it was built.
             origin = f"{folder.name}/{path.relative_to(folder).as_posix()}"
             try:
-                out.entries.extend(parse_results_file(path, origin))
+                entries = parse_results_file(path, origin)
+                page = _viewer_page(path, origin)
+                if page and pages.setdefault(page.path, page.source) != page.source:
+                    raise InputError(page.source, f"its site copy {page.path} is also {pages[page.path]}'s")
             except InputError as exc:
                 out.problems.append(exc)
+                continue
+            loaded.append((path, [dataclasses.replace(e, viewer=page) for e in entries]))
+    by_name = _facts_by_name(facts, out.problems)
+    out.models = list(dict.fromkeys(by_name.values()))
+    for path, entries in loaded:
+        try:
+            out.entries.extend([_with_facts(entry, by_name, path) for entry in entries])
+        except InputError as exc:
+            out.problems.append(exc)
     return out

@@ -86,6 +86,7 @@ def _new_row(first: Entry) -> Row:
         params_b=first.params_b,
         citation=first.citation,
         variant=first.variant,
+        facts=first.facts,
     )
 
 
@@ -140,6 +141,7 @@ def _rows_measured(entries: Sequence[Entry]) -> list[Row]:
             row.ci.update(entry.ci)
             row.protocol.update(entry.protocol)
             row.metric_origin.update(dict.fromkeys(entry.metrics, entry.provenance.origin))
+        row.viewer = next((entry.viewer for entry in group if entry.viewer), None)
         rows.append(row)
     return rows
 
