@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecac_bench import __version__
-from ecac_bench.leaderboard.loaders import InputError, load_inputs
+from ecac_bench.leaderboard.loaders import VIEWER_DIR, InputError, load_inputs
 from ecac_bench.leaderboard.ranking import Board, build_boards
 from ecac_bench.leaderboard.render import SiteMeta, newest_date, render_csv, render_html, render_json, render_md
 from ecac_bench.report import replace_dir
 
 SITE_FILES = ("index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.md")
-VIEWER_DIR = "viewer"  # the measured runs' caption-viewer pages, copied in (loaders.VIEWER_SUFFIX)
 
 
 class BuildError(RuntimeError):

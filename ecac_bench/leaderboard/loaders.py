@@ -62,13 +62,13 @@ class InputError(ValueError):
 
 
 VIEWER_SUFFIX = ".viewer.html"  # a results file X.json may have its caption-viewer page beside it: X.viewer.html
+VIEWER_DIR = "viewer"  # where the site carries the copies
 
 
 @dataclass
 class LoadResult:
     entries: list[Entry] = field(default_factory=list)
     problems: list[InputError] = field(default_factory=list)
-    models: list[ModelFacts] = field(default_factory=list)
 
 
 MAX_VALUES = 1_000_000  # values in one input once YAML aliases are expanded; real inputs hold a few thousand
@@ -704,7 +704,7 @@ def viewer_path(origin: str) -> str:
     """Where the site carries a results file's viewer page: ``viewer/`` + its origin with ``.html`` for ``.json``."""
     parts = [part for part in origin.split("/") if part not in ("", ".", "..")]
     parts[-1] = parts[-1].removesuffix(".json") + ".html"
-    return "/".join(["viewer", *parts])
+    return "/".join([VIEWER_DIR, *parts])
 
 
 def _viewer_page(path: Path, origin: str) -> ViewerPage | None:
@@ -778,7 +778,6 @@ def load_inputs(baseline_dirs: Sequence[Path], results_dirs: Sequence[Path]) -> 
                 continue
             loaded.append((path, [dataclasses.replace(e, viewer=page) for e in entries]))
     by_name = _facts_by_name(facts, out.problems)
-    out.models = list(dict.fromkeys(by_name.values()))
     for path, entries in loaded:
         try:
             out.entries.extend([_with_facts(entry, by_name, path) for entry in entries])
