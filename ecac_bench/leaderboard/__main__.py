@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=None,
-        help=f"folder of reported baselines (YAML/JSON); repeatable (default {DEFAULT_BASELINES})",
+        help=f"folder of reported baselines and model facts (YAML/JSON); repeatable (default {DEFAULT_BASELINES})",
     )
     build.add_argument(
         "--out",
