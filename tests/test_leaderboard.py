@@ -647,7 +647,7 @@ def test_failed_build_leaves_previous_site_intact(tmp_path, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(BuildError, match=r"the site was not written \(No space left on device\)"):
         build(tmp_path, runs)
     monkeypatch.undo()
     assert len(calls) == 3 and site_bytes(tmp_path / "site") == before

@@ -117,5 +117,9 @@ def build_site(
         skipped=[str(p) for p in loaded.problems],
         last_updated=newest_date(boards),
     )
-    written = swap_in(render_site(boards, meta), out_dir)
+    try:
+        written = swap_in(render_site(boards, meta), out_dir)
+    except OSError as exc:  # a viewer page gone, a full disk, a folder that cannot be written: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise BuildError([], f"--out {out_dir}: the site was not written ({where}{exc.strerror or exc})") from exc
     return BuildResult(boards, written, loaded.problems)
