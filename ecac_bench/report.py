@@ -96,7 +96,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def replace_dir(staging: str | Path, target: str | Path) -> None:
     """Put the finished folder ``staging`` at ``target`` by renaming (same file system): readers see the old folder,
     then for an instant none, then the new one, never a half-written one. An old ``target`` is moved aside first
-    and deleted after the swap; an empty one (e.g. made by ``mkdtemp``) is simply replaced."""
+    and deleted after the swap (put back if the swap fails); an empty one (e.g. made by ``mkdtemp``) is simply
+    replaced."""
     import shutil
 
     staging, target = Path(staging), Path(target)
@@ -108,7 +109,11 @@ def replace_dir(staging: str | Path, target: str | Path) -> None:
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(target, old)
-    os.replace(staging, target)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(old, target)  # the second rename failed: put the old folder back, as if nothing happened
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
