@@ -23,6 +23,8 @@ COMMANDS = (
     "toy_precision",
     "utility",
     "balanced",
+    # looking into results
+    "compare",
     # agreement with humans
     "rank",
     "agree",
