@@ -24,6 +24,7 @@ COMMANDS = (
     "utility",
     "balanced",
     # looking into results
+    "view",
     "compare",
     # agreement with humans
     "rank",
