@@ -103,6 +103,7 @@ def test_hostile_text_is_escaped_and_isolated(tmp_path) -> None:
     body = html.split("<script>")[0]  # the page's own script comes last
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>car" not in body and "<i>t" not in html
     assert "&lt;b&gt;car&lt;/b&gt;" in body and "<bdi>\u202e区工美</bdi>" in body
+    assert '<option value="\u202e区工美">\\u202e区工美</option>' in body  # no markup in an option: shown escaped
     # the toy is named (its name occurs in the caption): highlighted, escaped, inside the caption's <bdi>
     assert '<mark class="toy foreground" title="&lt;b&gt;car&lt;/b&gt;">&lt;b&gt;car&lt;/b&gt;</mark>' in body
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import jinja2
 
 from ecac_bench import registry
+from ecac_bench.commands._output import plain
 from ecac_bench.data import LEVELS
 from ecac_bench.per_image import Header, ImageRow, PerImageFile, ToyRow, read_per_image
 from ecac_bench.report import write_bytes_atomic
@@ -293,7 +294,8 @@ def build_page(
 
 
 def render(page: Page) -> str:
-    return TEMPLATES.get_template("viewer.html.j2").render(page=page, levels=LEVELS, fmt_rate=_fmt_rate)
+    # plain: where markup (and so <bdi>) cannot go, in <title> and <option>, control and bidi characters show as escapes
+    return TEMPLATES.get_template("viewer.html.j2").render(page=page, levels=LEVELS, fmt_rate=_fmt_rate, plain=plain)
 
 
 def _fmt_rate(value: float | None) -> str:
