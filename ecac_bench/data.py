@@ -574,7 +574,7 @@ def load_dataset(path: str | Path | None = None, split: str | None = None) -> Ec
     if isinstance(path, str) and path.startswith("hf://"):
         from ecac_bench.hub import load_hub_dataset
 
-        return load_hub_dataset(path, split)
+        return load_hub_dataset(path, split, load_dataset)
     resolved = Path(path) if path is not None else SAMPLE_DATA
     if not resolved.exists():
         raise FileNotFoundError(f"{resolved}: data file not found")

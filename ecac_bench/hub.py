@@ -19,15 +19,15 @@ Problems are reported as for a local file, located by split and row: ``hf://org/
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from ecac_bench.data import DataValidationError, EcacDataset, Problem, load_dataset
 
 PREFIX = "hf://"
 # A Hub repository id (``name`` or ``org/name``) and config name, as the Hub allows them.
@@ -145,8 +145,8 @@ def _column(name: str, values: list[Any]) -> Any:
         raise ValueError(f"the Hub dataset's column {name!r} holds values of several types") from None
 
 
-def _rows_per_split(sizes: list[tuple[str | None, int]], uri: str, problems: list[Problem]) -> list[Problem]:
-    """The Parquet file's problems, located by the Hub split and the row within it."""
+def _located(sizes: list[tuple[str | None, int]], uri: str, problems: list[Any]) -> list[Any]:
+    """The Parquet file's problems (``ecac_bench.data.Problem``), located by the Hub split and the row within it."""
     out = []
     for problem in problems:
         row, file = problem.line, uri
@@ -156,12 +156,18 @@ def _rows_per_split(sizes: list[tuple[str | None, int]], uri: str, problems: lis
                     file = uri if name is None else f"{uri} (split {name})"
                     break
                 row -= size
-        out.append(Problem(file, row, problem.field, problem.message, problem.unit))
+        out.append(dataclasses.replace(problem, file=file, line=row))
     return out
 
 
-def load_hub_dataset(uri: str, split: str | None = None) -> EcacDataset:
-    """The ECAC records of a Hub dataset (``hf://org/name[:config]``), validated like a local file."""
+# What reads the records once they are a local Parquet file: ``ecac_bench.data.load_dataset``, passed in by it (this
+# module does not import the data format's module, which dispatches ``hf://`` here).
+LocalLoader = Callable[[Path, "str | None"], Any]
+
+
+def load_hub_dataset(uri: str, split: str | None, load: LocalLoader) -> Any:
+    """The ECAC records of a Hub dataset (``hf://org/name[:config]``) as an ``EcacDataset``, validated like a local
+    file by ``load`` (``ecac_bench.data.load_dataset``)."""
     hub = HubId.parse(uri)
     try:
         import datasets
@@ -190,11 +196,13 @@ def load_hub_dataset(uri: str, split: str | None = None) -> EcacDataset:
         Path(tmp).unlink(missing_ok=True)
         raise
     try:
-        dataset = load_dataset(target, split=split)
-    except DataValidationError as exc:
-        sizes = [(name, len(part)) for name, part in parts]
-        raise DataValidationError(_rows_per_split(sizes, hub.uri, exc.problems), exc.truncated) from None
+        dataset = load(target, split)
     except ValueError as exc:
-        raise ValueError(str(exc).replace(str(target), hub.uri)) from None
+        problems = getattr(exc, "problems", None)
+        if problems is None:  # e.g. no record of the split asked for
+            raise ValueError(str(exc).replace(str(target), hub.uri)) from None
+        # a DataValidationError: the same error, its problems located in the Hub dataset
+        sizes = [(name, len(part)) for name, part in parts]
+        raise type(exc)(_located(sizes, hub.uri, problems), exc.truncated) from None  # type: ignore[attr-defined]
     dataset.name = hub.display
     return dataset

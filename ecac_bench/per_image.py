@@ -17,8 +17,9 @@ it runs only when a per-image file is asked for.
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,6 @@ from ecac_bench.data import (
     MAX_PROBLEMS,
     DataValidationError,
     EcacDataset,
-    EcacRecord,
     Problem,
     jsonl_rows,
     problem_sink,
@@ -90,6 +90,47 @@ def _nfkc_units(raw: str) -> list[tuple[int, int, str]]:
     return units
 
 
+class _CharForms(dict[int, str]):
+    """Code point -> NFKC of that one character, filled as characters are met (``str.translate`` reads it)."""
+
+    def __missing__(self, code: int) -> str:
+        form = unicodedata.normalize("NFKC", chr(code))
+        self[code] = form
+        return form
+
+
+_CHAR_FORMS = _CharForms()
+_NON_SPACE = re.compile(r"\S+")  # what str.split() keeps (both use Unicode's whitespace property)
+
+
+def _one_to_one(raw: str) -> NormalizedText | None:
+    """The common case, in a few C-level passes: every character's NFKC and lower-case forms are one character
+    (full-width punctuation, ASCII, CJK), so normalised character ``i`` of a word is raw character ``i``; only the
+    whitespace runs collapse. None when a character expands or composes (the general path then runs)."""
+    mapped = raw.translate(_CHAR_FORMS)
+    # An NFKC form is never empty, so equal lengths mean one character each; mapping characters one by one to their
+    # own forms keeps NFKD, so when the result is NFKC-normalised it is NFKC(raw) (as matching.nfkc argues).
+    if len(mapped) != len(raw) or not unicodedata.is_normalized("NFKC", mapped):
+        return None
+    lowered = mapped.lower()
+    if len(lowered) != len(raw):
+        return None
+    starts: list[int] = []
+    ends: list[int] = []
+    words: list[str] = []
+    previous_end = 0
+    for word in _NON_SPACE.finditer(lowered):
+        start, end = word.span()
+        if words:  # the one space a whitespace run becomes: its first character
+            starts.append(previous_end)
+            ends.append(previous_end + 1)
+        starts.extend(range(start, end))
+        ends.extend(range(start + 1, end + 1))
+        words.append(word.group())
+        previous_end = end
+    return NormalizedText(raw, " ".join(words), tuple(starts), tuple(ends))
+
+
 def normalize_with_offsets(raw: str) -> NormalizedText:
     """:func:`ecac_bench.matching.normalize_text` of ``raw`` (NFKC, lower-case, whitespace runs to one space,
     trimmed) with, for every character of the result, the span of ``raw`` it came from.
@@ -100,7 +141,10 @@ def normalize_with_offsets(raw: str) -> NormalizedText:
     string (not UTF-16 units). The result is checked against ``normalize_text(raw)``; should the two ever differ,
     every character maps to the whole caption."""
     expected = normalize_text(raw)
-    units = [(i, i + 1, ch) for i, ch in enumerate(raw)] if raw.isascii() else _nfkc_units(raw)
+    simple = _one_to_one(raw)
+    if simple is not None and simple.text == expected:
+        return simple
+    units = _nfkc_units(raw)
     chars: list[str] = []
     owner: list[int] = []  # the unit each lower-cased character came from
     for k, (_, _, form) in enumerate(units):
@@ -221,12 +265,23 @@ def _stats_by_id(stats: ImageStats) -> dict[str, dict[str, float]]:
     return {image_id: dict(zip(stats.columns, row)) for image_id, row in zip(stats.ids, rows)}
 
 
-def _image_location(record: EcacRecord, base: Path) -> str:
-    """The record's image as the per-image file names it: relative to the file's folder when possible."""
-    try:
-        return Path(os.path.relpath(record.image_file, base)).as_posix()
-    except ValueError:  # another drive (Windows)
-        return record.image_file
+def _image_locator(base: Path) -> Callable[[str], str]:
+    """The per-image file's name for an image: relative to the file's folder ``base`` when possible (absolute on
+    another drive). Images share folders, so each folder's relative path is worked out once."""
+    folders: dict[str, str] = {}
+
+    def locate(image_file: str) -> str:
+        folder, name = os.path.split(image_file)
+        prefix = folders.get(folder)
+        if prefix is None:
+            try:
+                relative = Path(os.path.relpath(folder, base)).as_posix()
+            except ValueError:  # another drive (Windows)
+                relative = Path(folder).as_posix()
+            prefix = folders[folder] = "" if relative == "." else relative + "/"
+        return prefix + name
+
+    return locate
 
 
 def image_rows(
@@ -238,6 +293,7 @@ def image_rows(
 ) -> Iterator[dict[str, Any]]:
     """One row per record of ``dataset``, in its order (docs/viewer.md lists the fields)."""
     values = _stats_by_id(stats)
+    locate = _image_locator(base)
     for record in dataset:
         failure = predictions.failed.get(record.id)
         captions = predictions.get(record.id)
@@ -246,7 +302,7 @@ def image_rows(
             "id": record.id,
             "category": record.category,
             "area": record.area,
-            "image": _image_location(record, base),
+            "image": locate(record.image_file),
             "reference": record.caption,
             "status": status,
             "failure": failure,

@@ -262,3 +262,16 @@ def test_judge_per_image_rows_hold_each_caption_s_answer(tmp_path: Path, monkeyp
     assert (third.status, third.stats, third.details) == ("missing", None, None)
     assert point_estimate(loaded.stats(), JUDGE) == json.loads(report.read_text())["metrics"]
     assert b"sk-test" not in out.read_bytes()
+
+
+def test_per_image_work_stays_off_the_default_path() -> None:
+    """`score` without --per-image never imports the per-image module (its offset maps and file format)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ecac_bench.cli import main; assert main(['score', '--n-boot', '0']) == 0; "
+        "print('per_image' in ' '.join(m for m in sys.modules if m.startswith('ecac_bench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
