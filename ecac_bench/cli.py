@@ -70,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input, a missing optional extra, an endpoint that rejects every request, or a response cache that
         # failed on write: a clear message and exit code 2, no traceback. Judge answers received before the run
         # stopped are already in the response cache (or in the fallback file the message names).
-        error(exc)
+        error(_message(exc))
         return 2
+    except OSError as exc:  # a folder where a file is expected, permission denied, a full disk: one line, exit 2
+        error(_message(exc))
+        return 2
+
+
+def _message(exc: Exception) -> str:
+    """One line: ``PATH: what is wrong`` for an OS error about a file, the exception's own text otherwise."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

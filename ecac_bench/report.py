@@ -66,18 +66,24 @@ _ALWAYS = frozenset({"ci", "ci_config", "config", "coverage"})
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
+    """Write via a temp file in the same folder and rename, so readers never see a half-written file. An OS error
+    names ``path`` (not the temp file, which the user never asked for)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

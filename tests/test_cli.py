@@ -184,3 +184,19 @@ def test_stats_paper_prints_the_paper_s_facts_beside_the_data(tmp_path, capsys):
         "sft_images": 247_579,
         "hybrid_images": 12_000,
     }
+
+
+def test_paths_that_are_not_files_are_one_line_errors(tmp_path, capsys):
+    """A folder where a file is expected, or an output path that cannot be created: exit 2, one line naming the path
+    the user gave (never the temp file beside it), no traceback."""
+    predictions = str(SAMPLE_PREDICTIONS["system-a"])
+    cases = [
+        (["score", "--predictions", str(tmp_path)], f"{tmp_path}: Is a directory"),
+        (["score", "--predictions", predictions, "--json", str(tmp_path)], f"{tmp_path}: Is a directory"),
+        (["score", "--predictions", predictions, "--json", "/proc/x.json"], "/proc/x.json: No such file or directory"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"error: {message}" in err, err
+        assert "Traceback" not in err and ".tmp" not in err

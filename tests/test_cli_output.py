@@ -33,7 +33,7 @@ HOSTILE = [
 def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """The commands' console as a real terminal would see it (styles and hyperlinks on), written to a buffer."""
     buffer = io.StringIO()
-    monkeypatch.setattr(console, "file", buffer)
+    monkeypatch.setattr(console, "_file", buffer)  # not "file": undo would pin the capture of the moment
     monkeypatch.setattr(console, "_force_terminal", True)
     return buffer
 
@@ -91,7 +91,9 @@ def test_plain_escapes_control_and_invisible_characters_only() -> None:
 @given(areas=st.lists(st.text(min_size=1, max_size=12).filter(lambda s: s.strip()), min_size=8, max_size=8))
 def test_any_area_name_prints_without_crashing_or_escaping_its_cell(tmp_path: Path, areas: list[str]) -> None:
     buffer = io.StringIO()
-    previous_file, previous_force = console.file, console._force_terminal
+    # console._file, not console.file: the property resolves to the sys.stdout of the moment (pytest's capture),
+    # and restoring that would pin every later test's output to this test's capture.
+    previous_file, previous_force = console._file, console._force_terminal
     console.file, console._force_terminal = buffer, True
     try:
         data = data_with(tmp_path, areas)
@@ -99,5 +101,5 @@ def test_any_area_name_prints_without_crashing_or_escaping_its_cell(tmp_path: Pa
         preds = predictions_for(tmp_path)
         assert main(["score", "--data", str(data), "--predictions", str(preds), "--by", "area", "--n-boot", "0"]) == 0
     finally:
-        console.file, console._force_terminal = previous_file, previous_force
+        console._file, console._force_terminal = previous_file, previous_force
     assert_inert(buffer.getvalue())

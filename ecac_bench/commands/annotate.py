@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,11 @@ from ecac_bench.annotate.inputs import load_photos
 from ecac_bench.annotate.pipeline import LANGS, Prompts, annotate_photos
 from ecac_bench.annotate.review import export_review, import_review
 from ecac_bench.annotate.split import assign_splits, parse_fractions, split_summary
-from ecac_bench.commands._common import console
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
+from ecac_bench.commands._output import say, text
 from ecac_bench.data import jsonl_rows
 from ecac_bench.llm import LLMClient
-from ecac_bench.report import build_report, file_sha256, write_bytes_atomic, write_json_atomic
+from ecac_bench.report import file_sha256, harness, write_bytes_atomic, write_json_atomic
 
 # Failed photos and review changes printed in full up to this many (all of them go to --json).
 SHOWN = 20
@@ -104,11 +105,18 @@ def _with_split(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> 
         record.clear()
         record.update(items)
     summary = split_summary(records, assigned)
-    console.print(
-        f"split (seed {args.seed}): "
-        + ", ".join(f"{name} {s['images']} images / {s['groups']} groups" for name, s in summary.items())
+    say(
+        f"split (seed {args.seed}): ",
+        text(", ".join(f"{name} {s['images']} images / {s['groups']} groups" for name, s in summary.items())),
     )
     return {"fractions": {k: float(v) for k, v in fractions.items()}, "seed": args.seed, "splits": summary}
+
+
+def _tool_record(kind: str, **fields: Any) -> dict[str, Any]:
+    """What ``annotate --json`` writes: a record of a data tool's run (which harness, when, what it made), not a
+    metric report: it has no schema version or signature, and the leaderboard never reads it
+    (docs/report_schema.md)."""
+    return {"kind": kind, "harness": harness(), "date": dt.date.today().isoformat(), **fields}
 
 
 def _llm_fields(client: LLMClient) -> dict[str, Any]:
@@ -130,9 +138,12 @@ def _annotate(args: argparse.Namespace) -> int:
     settings = llm_settings(args)
     photos = load_photos(args.images, group_by_folder=args.group_by_folder)
     client = LLMClient.from_settings(settings, "vlm")
-    console.print(
-        f"annotating {len(photos)} photos with {client.config.model} at "
-        f"{', '.join(client.config.endpoint.public_urls)} (the photos are sent there, and nowhere else)"
+    say(
+        f"annotating {len(photos)} photos with ",
+        text(client.config.model),
+        " at ",
+        text(", ".join(client.config.endpoint.public_urls)),
+        " (the photos are sent there, and nowhere else)",
     )
     result = asyncio.run(
         annotate_photos(client, photos, args.out.parent, lang=args.lang, parse_retries=settings.parse_retries)
@@ -140,21 +151,21 @@ def _annotate(args: argparse.Namespace) -> int:
     split = _with_split(result.records, args)
     if result.records:
         write_rows(args.out, result.records)
-        console.print(f"{len(result.records)} of {len(photos)} photos annotated -> {args.out}")
+        say(f"{len(result.records)} of {len(photos)} photos annotated -> ", text(args.out))
     failed = result.failed_ids
     if failed:
-        console.print(f"[yellow]{len(failed)} photo(s) left out (a step failed; listed, never guessed):[/yellow]")
+        say((f"{len(failed)} photo(s) left out (a step failed; listed, never guessed):", "yellow"))
         for failure in result.failures[:SHOWN]:
-            console.print(f"  {failure.id} ({failure.step}): {failure.error}", markup=False)
+            say("  ", text(f"{failure.id} ({failure.step}): {failure.error}"))
         if len(result.failures) > SHOWN:
-            console.print(f"  ... and {len(result.failures) - SHOWN} more (--json lists them all)")
+            say(f"  ... and {len(result.failures) - SHOWN} more (--json lists them all)")
     stats = client.stats
-    console.print(
+    say(
         f"requests: {stats.requests} ({stats.cached} cached, {stats.answered} answered, {stats.failed} failed); "
         f"tokens paid in this run: {stats.new_prompt_tokens} prompt + {stats.new_completion_tokens} completion"
     )
     if args.json:
-        report = build_report(
+        report = _tool_record(
             "ecac-bench/annotate",
             model=client.config.model,
             dataset={
@@ -182,7 +193,7 @@ def _annotate(args: argparse.Namespace) -> int:
         )
         write_json_atomic(args.json, report)
     if not result.records:
-        console.print("[red]no photo annotated: nothing written[/red]")
+        say(("no photo annotated: nothing written", "red"))
         return 1
     return 1 if failed else 0
 
@@ -195,7 +206,7 @@ def _review_export(args: argparse.Namespace) -> int:
     rows = load_rows(args.data)
     write_bytes_atomic(target, export_review(rows))
     n_toys = sum(len(r["toys"]) for r in rows)
-    console.print(f"{n_toys} toys of {len(rows)} images -> {target} (UTF-8 with BOM; open it in a spreadsheet)")
+    say(f"{n_toys} toys of {len(rows)} images -> ", text(target), " (UTF-8 with BOM; open it in a spreadsheet)")
     return 0
 
 
@@ -205,18 +216,19 @@ def _review_import(args: argparse.Namespace) -> int:
     result = import_review(rows, args.review_import)
     write_rows(args.out, result.rows)
     counts = result.counts()
-    console.print(
+    say(
         f"review applied to {result.reviewed_images} images ({result.untouched_images} not in the CSV, unchanged): "
-        f"{counts['added']} toys added, {counts['removed']} removed, {counts['edited']} edited -> {args.out}"
+        f"{counts['added']} toys added, {counts['removed']} removed, {counts['edited']} edited -> ",
+        text(args.out),
     )
     for change in result.changes[:SHOWN]:
-        console.print(f"  {change}", markup=False)
+        say("  ", text(change))
     if len(result.changes) > SHOWN:
-        console.print(f"  ... and {len(result.changes) - SHOWN} more (--json lists them all)")
+        say(f"  ... and {len(result.changes) - SHOWN} more (--json lists them all)")
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        say(("note: ", "yellow"), text(note))
     if args.json:
-        report = build_report(
+        report = _tool_record(
             "ecac-bench/annotate-review",
             model="expert review",
             dataset={"name": args.out.stem, "path": str(args.out), "size": len(rows), "sha256": file_sha256(args.out)},
@@ -240,5 +252,5 @@ def _split(args: argparse.Namespace) -> int:
     rows = load_rows(args.data)
     _with_split(rows, args)
     write_rows(args.out, rows)
-    console.print(f"{len(rows)} records -> {args.out}")
+    say(f"{len(rows)} records -> ", text(args.out))
     return 0
