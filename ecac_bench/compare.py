@@ -152,7 +152,13 @@ def load_side(label: str, path: Path, dataset: EcacDataset | None, match: MatchC
         raise FileNotFoundError(f"{path}: file not found")
     _refuse_report(path)
     if is_per_image_file(path):
-        return side_from_per_image(label, path)
+        side = side_from_per_image(label, path)
+        if dataset is not None and side.dataset["sha256"] != dataset.sha256:
+            raise CompareError(
+                f"{path} was measured on {side.dataset['name']} (sha256 {str(side.dataset['sha256'])[:12]}), not on "
+                f"--data {dataset.name} (sha256 {dataset.sha256[:12]})"
+            )
+        return side
     if dataset is None:
         raise CompareError(f"{path}: a predictions file needs the data it was made on (--data)")
     return side_from_predictions(label, path, dataset, match, allow_missing)

@@ -215,7 +215,8 @@ def test_compare_refuses_other_data_images_kind_protocol_and_reports(per_image_f
     capsys.readouterr()
     refused([str(per_image_files["a"]), str(test_only)], "different data")
     # a predictions file is scored on --data: the same data as A's per-image file, or refused
-    refused([str(per_image_files["a"]), str(preds), "--data", str(test_data)], "different data")
+    refused([str(per_image_files["a"]), str(preds), "--data", str(test_data)], "not on --data test_data")
+    refused([str(per_image_files["a"]), str(per_image_files["b"]), "--data", str(test_data)], "not on --data")
     fuzzy = tmp_path / "fuzzy.jsonl"
     assert main(["score", "--match", "fuzzy", "--per-image", str(fuzzy), "--n-boot", "0"]) == 0
     refused([str(per_image_files["a"]), str(fuzzy)], "measured differently (match: 'exact' vs 'fuzzy@90')")

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = [*args.files, *args.predictions]
-    needs_data = any(path.is_file() and not is_per_image_file(path) for path in paths)
+    # the data: to score a predictions file on, or, when given, to check per-image files against
+    needs_data = args.data is not None or any(path.is_file() and not is_per_image_file(path) for path in paths)
     dataset = load_data(args) if needs_data else None
     try:
         a, b = load_sides(paths, dataset, match_config(args), args.allow_missing)

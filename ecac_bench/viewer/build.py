@@ -343,7 +343,7 @@ def build_run_page(
     body = orjson.loads(report_path.read_bytes())
     if body.get("kind") != registry.kind("score").report_kind:
         raise ViewerError(f"{report_path}: not a score report (kind {body.get('kind')!r})")
-    dataset = load_dataset(Path(data) if data is not None else root / body["dataset"]["path"])
+    dataset = load_dataset(data if data is not None else root / body["dataset"]["path"])
     if body["dataset"]["split"]:
         dataset = load_dataset(dataset.path, split=body["dataset"]["split"])
     if dataset.sha256 != body["dataset"]["sha256"]:
