@@ -23,6 +23,9 @@ COMMANDS = (
     "toy_precision",
     "utility",
     "balanced",
+    # looking into results
+    "view",
+    "compare",
     # agreement with humans
     "rank",
     "agree",

@@ -568,7 +568,13 @@ def validate_dataset(path: str | Path, check_images: bool = False) -> list[Probl
 
 
 def load_dataset(path: str | Path | None = None, split: str | None = None) -> EcacDataset:
-    """Load and validate an ECAC dataset (``None`` loads the bundled sample), optionally keeping one split."""
+    """Load and validate an ECAC dataset (``None`` loads the bundled sample), optionally keeping one split.
+    ``hf://org/name[:config]`` (a string with that explicit prefix) loads a Hugging Face Hub dataset
+    (``ecac_bench.hub``)."""
+    if isinstance(path, str) and path.startswith("hf://"):
+        from ecac_bench.hub import load_hub_dataset
+
+        return load_hub_dataset(path, split, load_dataset)
     resolved = Path(path) if path is not None else SAMPLE_DATA
     if not resolved.exists():
         raise FileNotFoundError(f"{resolved}: data file not found")

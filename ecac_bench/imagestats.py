@@ -20,7 +20,7 @@ with the *same* draws (:func:`paired_bootstrap`), which is what a paired signifi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +192,113 @@ def evaluate(stats: ImageStats, estimator: Estimator, config: BootstrapConfig | 
     if config is None or config.n_boot < 1:
         return MetricResult(stats.kind, metrics, None, None, stats)
     return MetricResult(stats.kind, metrics, bootstrap_ci(stats, estimator, config), config.to_dict(), stats)
+
+
+# ----------------------------------------------------------------------------------------------- paired tests
+#
+# Two systems scored on the same images: is B's metric different from A's beyond what the choice of images explains?
+# docs/compare.md states the definitions; they follow sacrebleu's --paired-bs and --paired-ar (two-sided, the
+# observed assignment counted in the null distribution: p = (1 + hits) / (1 + trials)).
+
+# Exhaustive randomisation enumerates every swap when there are at most this many images (2^16 assignments).
+MAX_EXACT_IMAGES = 16
+# Two differences closer than this (relative to the larger) are equal: a resample's sums add the same numbers as the
+# observed sums in another order, so an exact tie can differ in the last bits.
+TIE_TOLERANCE = 1e-9
+
+
+def _same_images(a: ImageStats, b: ImageStats) -> None:
+    if a.ids != b.ids or a.columns != b.columns or a.kind != b.kind:
+        raise ValueError("a paired test needs the same images in the same order, and statistics of one kind")
+
+
+def _metric_arrays(estimator: Estimator, columns: Sequence[str], sums: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of each row of ``sums`` (rows: resamples or assignments; columns: the statistics)."""
+    raw = estimator.aggregate({c: sums[:, j] for j, c in enumerate(columns)})
+    return {key: np.broadcast_to(np.asarray(v, dtype=np.float64), (len(sums),)) for key, v in raw.items()}
+
+
+def observed_differences(a: ImageStats, b: ImageStats, estimator: Estimator) -> dict[str, float]:
+    """B - A of every metric on all the images (NaN where either is undefined)."""
+    _same_images(a, b)
+    first = _metric_arrays(estimator, a.columns, a.values.sum(axis=0)[None, :])
+    second = _metric_arrays(estimator, b.columns, b.values.sum(axis=0)[None, :])
+    return {key: float(second[key][0] - first[key][0]) for key in first}
+
+
+def paired_bootstrap_differences(
+    a: ImageStats, b: ImageStats, estimator: Estimator, config: BootstrapConfig
+) -> dict[str, np.ndarray]:
+    """B - A of every metric on each of ``config.n_boot`` paired resamples (:func:`paired_bootstrap`: both systems
+    see the same draws); NaN where either side is undefined on the resample."""
+    first, second = paired_bootstrap(a, b, estimator, config)
+    return {key: second[key] - first[key] for key in first}
+
+
+def swap_masks(n: int, trials: int, seed: int) -> Iterator[np.ndarray]:
+    """Random swap assignments in chunks: row ``t`` holds 1 for each of the ``n`` images whose two systems' rows are
+    exchanged in trial ``t`` (each image independently, with probability 1/2; seeded)."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(trials, _CELLS_PER_CHUNK // max(n, 1)))
+    for start in range(0, trials, chunk):
+        yield rng.integers(0, 2, size=(min(chunk, trials - start), n)).astype(np.float64)
+
+
+def all_swap_masks(n: int) -> Iterator[np.ndarray]:
+    """Every one of the 2^n swap assignments of ``n`` images, in chunks (row ``t`` is the binary digits of ``t``)."""
+    if n > MAX_EXACT_IMAGES:
+        raise ValueError(f"exhaustive randomisation of {n} images (2^{n} assignments) is too large")
+    total = 1 << n
+    chunk = max(1, min(total, _CELLS_PER_CHUNK // max(n, 1)))
+    bits = 1 << np.arange(n)
+    for start in range(0, total, chunk):
+        codes = np.arange(start, min(total, start + chunk))
+        yield ((codes[:, None] & bits) > 0).astype(np.float64)
+
+
+def randomization_differences(
+    a: ImageStats, b: ImageStats, estimator: Estimator, masks: Iterable[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """B' - A' of every metric for each swap assignment: A' holds B's statistics for the swapped images and its own
+    for the others, B' the reverse (sacrebleu's --paired-ar shuffles the same way, per segment)."""
+    _same_images(a, b)
+    delta = b.values - a.values
+    total_a, total_b = a.values.sum(axis=0), b.values.sum(axis=0)
+    out: dict[str, list[np.ndarray]] = {}
+    for mask in masks:
+        moved = mask @ delta
+        first = _metric_arrays(estimator, a.columns, total_a + moved)
+        second = _metric_arrays(estimator, b.columns, total_b - moved)
+        for key in first:
+            out.setdefault(key, []).append(second[key] - first[key])
+    return {key: np.concatenate(parts) for key, parts in out.items()}
+
+
+def _at_least(null: np.ndarray, observed: float) -> np.ndarray:
+    """``|null| >= |observed|``, ties within TIE_TOLERANCE counted as equal."""
+    size = abs(observed)
+    return np.abs(null) >= size - TIE_TOLERANCE * max(1.0, size)
+
+
+def randomization_p_value(differences: np.ndarray, observed: float, *, exact: bool = False) -> float | None:
+    """Two-sided p-value of approximate randomisation: (1 + #{|d'| >= |d|}) / (1 + trials) over the trials where the
+    metric is defined; with ``exact`` (``differences`` holds every one of the 2^n assignments, the observed one among
+    them) the exact permutation p-value #{|d'| >= |d|} / 2^n. None when the observed difference is undefined."""
+    if not np.isfinite(observed):
+        return None
+    finite = differences[np.isfinite(differences)]
+    hits = int(np.count_nonzero(_at_least(finite, observed)))
+    if exact:
+        return hits / len(finite) if len(finite) else None
+    return (hits + 1) / (len(finite) + 1)
+
+
+def bootstrap_p_value(differences: np.ndarray, observed: float) -> float | None:
+    """Two-sided p-value of the paired bootstrap: the resampled differences shifted to mean 0 stand for the null
+    hypothesis (no difference), and p = (1 + #{|d* - mean(d*)| >= |d|}) / (1 + resamples), over the resamples where
+    the metric is defined. None when the observed difference is undefined or no resample defines it."""
+    finite = differences[np.isfinite(differences)]
+    if not np.isfinite(observed) or not finite.size:
+        return None
+    hits = int(np.count_nonzero(_at_least(finite - finite.mean(), observed)))
+    return (hits + 1) / (len(finite) + 1)

@@ -220,7 +220,8 @@ _ESTIMATORS = {
 }
 
 
-def _estimator(kind: str) -> Estimator:
+def estimator_of(kind: str) -> Estimator:
+    """The estimator of a report kind (a built-in, or one added with register_task_kind)."""
     if kind in _EXTENSIONS:
         return _EXTENSIONS[kind][0]
     module, name = _ESTIMATORS[kind]
@@ -291,7 +292,7 @@ def _evaluate(kind: str, items: list[dict[str, Any]], n_boot: int) -> TaskResult
     ((prompt, _),) = {(item["prompt"], item["lang"]) for item in items} or {(DEFAULT_PROMPT, lang)}
     measured = _MEASURES[kind](ok, lang)
     config = BootstrapConfig(n_boot) if n_boot else None
-    result = evaluate(measured.stats, _estimator(kind), config)
+    result = evaluate(measured.stats, estimator_of(kind), config)
     signature = _signature(kind, items, prompt, lang, measured.protocol, result)
     return TaskResult(result, signature, len(items) - len(ok), list(items))
 

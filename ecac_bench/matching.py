@@ -144,6 +144,33 @@ class ToyMatcher:
             return occurs_on_word_boundary(norm, normalized_text)
         return norm in normalized_text
 
+    def occurrences(self, name: str, normalized_text: str) -> list[tuple[int, int]]:
+        """Where raw ``name`` is mentioned in an already normalised text: ``[start, end)`` character spans of that
+        text. Exact rule: every occurrence that the rule accepts (word boundaries for a Latin name), overlapping
+        ones included; fuzzy rule: rapidfuzz's best partial alignment when it reaches the threshold. Non-empty
+        exactly when :meth:`mention_in_normalized` is true (tests/test_per_image.py checks it). Not on the scoring
+        path: the per-image results (``ecac_bench.per_image``) call it to show *where* a name was found."""
+        norm, boundary = _normalized_name(name)
+        if not norm:
+            return []
+        if self.config.mode == "fuzzy":
+            found = fuzz.partial_ratio_alignment(norm, normalized_text)
+            if found is None or found.score < self.config.threshold:
+                return []
+            return [(found.dest_start, found.dest_end)]
+        spans = []
+        size, length = len(norm), len(normalized_text)
+        start = normalized_text.find(norm)
+        while start != -1:
+            end = start + size
+            if not boundary or (
+                (start == 0 or normalized_text[start - 1] not in _ASCII_ALNUM)
+                and (end == length or normalized_text[end] not in _ASCII_ALNUM)
+            ):
+                spans.append((start, end))
+            start = normalized_text.find(norm, start + 1)
+        return spans
+
     def mentions(self, name: str, caption: str) -> bool:
         """Whether one raw name is mentioned in one raw caption."""
         return self.mention_in_normalized(name, normalize_text(caption))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ecac_bench.data import load_dataset
+from ecac_bench.hub import data_location
 from ecac_bench.prompts import load_prompt
 
 DUMMY_KEY = "EMPTY"
@@ -111,12 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True, help="the server's OpenAI-compatible base URL (.../v1)")
     parser.add_argument("--model", required=True, help="the served model name the evaluation will ask for")
     parser.add_argument(
-        "--data", type=Path, default=None, help="ECAC data whose first image is sent (default $ECAC_DATA)"
+        "--data", type=data_location, default=None, help="ECAC data whose first image is sent (default $ECAC_DATA)"
     )
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="captioning prompt language")
     args = parser.parse_args(argv)
     try:
-        data = args.data or (Path(os.environ["ECAC_DATA"]) if os.environ.get("ECAC_DATA") else None)
+        data = args.data or (data_location(os.environ["ECAC_DATA"]) if os.environ.get("ECAC_DATA") else None)
         image = load_dataset(data).records[0].image
         caption = preflight(args.base_url, args.model, image, args.lang)
     except (PreflightError, OSError, ValueError) as exc:

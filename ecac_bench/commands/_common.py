@@ -11,6 +11,7 @@ from typing import Any
 from ecac_bench.commands._output import console, line, plain, say, text
 from ecac_bench.data import SAMPLE_DATA, SAMPLE_PREDICTIONS, EcacDataset, load_dataset
 from ecac_bench.generations import N_FAILED_KEY, FailureAllowance
+from ecac_bench.hub import data_location
 from ecac_bench.matching import MatchConfig
 from ecac_bench.predictions import Predictions, load_predictions
 from ecac_bench.report import file_sha256, write_json_atomic
@@ -19,10 +20,10 @@ from ecac_bench.report import file_sha256, write_json_atomic
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
-        type=Path,
+        type=data_location,
         default=None,
-        help="ECAC data: .jsonl, .parquet or a saved Hugging Face dataset dir "
-        f"(default: the bundled sample, {SAMPLE_DATA.name})",
+        help="ECAC data: .jsonl, .parquet, a saved Hugging Face dataset dir, or hf://org/name[:config] (a Hub "
+        f"dataset) (default: the bundled sample, {SAMPLE_DATA.name})",
     )
     parser.add_argument("--split", default=None, help="keep only records of this split (default: all)")
 

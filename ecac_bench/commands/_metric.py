@@ -14,6 +14,7 @@ import argparse
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -30,7 +31,7 @@ from ecac_bench.commands._common import (
     load_data_and_predictions,
     print_signature,
 )
-from ecac_bench.commands._output import console, line, table, text
+from ecac_bench.commands._output import console, line, say, table, text
 from ecac_bench.data import EcacDataset
 from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, evaluate
 from ecac_bench.predictions import Predictions
@@ -51,6 +52,9 @@ class Measurement:
     sections: dict[str, Any] = field(default_factory=dict)  # optional report fields: judge, failures, inputs, ...
     title: str = ""  # shown after the kind's title, e.g. the judge model
     notes: list[Text] = field(default_factory=list)  # printed under the tables
+    # What the kind adds to each image's row of the per-image file (``--per-image``): image id -> fields. Called only
+    # when that file is asked for, so the default path never pays for it.
+    per_image: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 Measure = Callable[[argparse.Namespace, EcacDataset, Predictions], Measurement]
@@ -79,6 +83,14 @@ class MetricCommand:
         self.add_arguments(parser)
         add_ci_args(parser, self.seed_help)
         add_output_args(parser)
+        parser.add_argument(
+            "--per-image",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="also write one JSONL row per image here: its captions, status and per-image statistics (and for "
+            "score, each toy named or missed and where); `ecac-bench view` and `compare` read it (docs/viewer.md)",
+        )
         parser.set_defaults(func=functools.partial(run, self))
 
 
@@ -89,6 +101,9 @@ def run(command: MetricCommand, args: argparse.Namespace) -> int:
         measured.stats, command.estimator, BootstrapConfig(args.n_boot, args.seed) if args.n_boot else None
     )
     kind = registry.kind(command.kind)
+    sections = dict(measured.sections)
+    if args.per_image:
+        sections["outputs"] = {**sections.get("outputs", {}), "per_image": str(args.per_image)}
     report = build_report(
         kind.report_kind,
         model=args.model or predictions_path.stem,
@@ -100,13 +115,31 @@ def run(command: MetricCommand, args: argparse.Namespace) -> int:
         config={**measured.config, "allow_failed": args.allow_failed.value},
         coverage={**measured.coverage, **predictions.failure_summary()},
         predictions=file_identity(predictions_path),
-        **measured.sections,
+        **sections,
     )
     print_report(report, measured.title)
     for note in measured.notes:
         console.print(note)
+    if args.per_image:
+        _write_per_image(args.per_image, report, dataset, predictions, measured, result.stats)
     empty = command.nothing_measured is not None and command.nothing_measured(result.metrics, predictions)
     return finish(args, report, predictions, 1 if empty else 0)
+
+
+def _write_per_image(
+    path: Path,
+    report: Mapping[str, Any],
+    dataset: EcacDataset,
+    predictions: Predictions,
+    measured: Measurement,
+    stats: ImageStats,
+) -> None:
+    from ecac_bench.per_image import image_rows, per_image_header, write_per_image  # only when asked for
+
+    details = measured.per_image() if measured.per_image is not None else None
+    rows = image_rows(dataset, predictions, stats, details, path.resolve().parent)
+    write_per_image(path, per_image_header(report, stats.columns), rows)
+    say("per-image results written to ", text(path))
 
 
 def metric_columns(kind: str) -> list[list[str]]:

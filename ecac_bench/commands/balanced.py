@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
+from dataclasses import asdict
 
 from ecac_bench.balanced import BALANCED, BALANCED_PROMPTS, aggregate_balanced, balanced_items, balanced_scores
 from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settings
@@ -39,6 +40,7 @@ def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predic
             **llm_report_fields(llm),
         },
         title=llm.config.model,
+        per_image=lambda: {i.id: {"details": {**asdict(i), "b_capscore": i.b_capscore}} for i in images},
     )
 
 

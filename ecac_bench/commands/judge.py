@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -12,7 +13,15 @@ from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settin
 from ecac_bench.commands._metric import Measurement, MetricCommand
 from ecac_bench.commands._output import line, text
 from ecac_bench.data import EcacDataset
-from ecac_bench.judge import JUDGE, LANGS, inputs_from_predictions, judge_captions, judge_statistics, prompt_version
+from ecac_bench.judge import (
+    JUDGE,
+    LANGS,
+    JudgeOutcome,
+    inputs_from_predictions,
+    judge_captions,
+    judge_statistics,
+    prompt_version,
+)
 from ecac_bench.llm import LLMClient, failure_counts
 from ecac_bench.predictions import Predictions
 from ecac_bench.prompts import load_prompt
@@ -62,7 +71,17 @@ def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predic
         },
         title=client.config.model,
         notes=notes,
+        per_image=lambda: _judge_per_image(outcomes),
     )
+
+
+def _judge_per_image(outcomes: list[JudgeOutcome]) -> dict[str, dict[str, Any]]:
+    """Each image's judge answers for the per-image file: per caption, its score or why it has none."""
+    out: dict[str, dict[str, Any]] = {}
+    for o in outcomes:
+        entry = {"caption": o.index, "score": o.score, "error": o.error}
+        out.setdefault(o.id, {"details": {"judge": []}})["details"]["judge"].append(entry)
+    return out
 
 
 COMMAND = MetricCommand(

@@ -81,6 +81,10 @@ def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predic
         notes=[
             line(f"leaderboard: toy_precision (micro, pooled over all extracted names); {config['precision_match']}")
         ],
+        per_image=lambda: {
+            **{i.id: {"details": {"extracted": list(i.extracted), "correct": list(i.correct)}} for i in result.images},
+            **{image_id: {"details": {"error": error}} for image_id, error in failures.items()},
+        },
     )
 
 

@@ -44,6 +44,7 @@ def _measure(args: argparse.Namespace, dataset: EcacDataset, predictions: Predic
             **llm_report_fields(client),
         },
         title=client.config.model,
+        per_image=lambda: {image_id: {"details": {"accuracy": acc}} for image_id, acc in result.per_image.items()},
     )
 
 
