@@ -65,6 +65,16 @@ def build_report(
 _ALWAYS = frozenset({"ci", "ci_config", "config", "coverage"})
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe to repeat.
+_UMASK = _umask()
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see a half-written file. An OS error
     names ``path`` (not the temp file, which the user never asked for)."""
@@ -75,6 +85,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     try:
+        # mkstemp makes the file 0600; a report or a page is an ordinary file: the mode open() would give it.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -46,3 +46,12 @@ def test_write_errors_name_the_target_not_the_temp_file(tmp_path: Path) -> None:
         write_bytes_atomic(folder, b"{}")
     assert caught.value.filename == str(folder)
     assert list(tmp_path.iterdir()) == [folder] and not any(folder.iterdir())  # no temp file left behind
+
+
+def test_written_files_get_the_ordinary_mode(tmp_path: Path) -> None:
+    """A report or a site page is readable as any file the user writes (mkstemp alone would make it 0600)."""
+    target = tmp_path / "r.json"
+    write_bytes_atomic(target, b"{}")
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777

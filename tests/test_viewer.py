@@ -147,3 +147,14 @@ def test_run_page_for_the_leaderboard(tmp_path) -> None:
         build_run_page(changed, tmp_path / "x.html", root=REPO)
     with pytest.raises(ValueError, match="not a score report"):
         build_run_page(REPO / "leaderboard" / "runs" / "system-a.toy-precision.json", tmp_path / "y.html", root=REPO)
+
+
+@pytest.mark.parametrize("run", ["system-a", "system-b"])
+def test_committed_run_pages_are_up_to_date(run, tmp_path, monkeypatch) -> None:
+    """leaderboard/runs/X.viewer.html (which the leaderboard links) is what `view --run` makes from the committed run:
+    regenerate with `ecac-bench view --run leaderboard/runs/X.json --embed-images` from the repository root."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "runs" / f"{run}.viewer.html"
+    assert main(["view", "--run", f"leaderboard/runs/{run}.json", "--embed-images", "--out", str(out)]) == 0
+    committed = REPO / "leaderboard" / "runs" / f"{run}.viewer.html"
+    assert out.read_bytes() == committed.read_bytes(), f"{committed} is stale"
