@@ -19,8 +19,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress, repeat
+from operator import not_
 from typing import Literal, Protocol
 
+import numpy as np
 from rapidfuzz import fuzz
 
 
@@ -73,6 +76,98 @@ def normalize_text(text: str) -> str:
     return " ".join(nfkc(text).lower().split())
 
 
+# normalize_many joins the texts it normalises with these separators. Each is a "stable" character: NFKC never
+# combines it with a neighbour or produces it, lower() leaves it alone and it breaks the final-sigma context (it is
+# neither cased nor case-ignorable), and it is not whitespace; so normalising the joined text normalises each text
+# on its own. The ASCII texts get an ASCII separator, so that lower() takes CPython's ASCII path.
+_ASCII_SEPARATOR = "\x00"
+_SEPARATOR = "\u2400"  # SYMBOL FOR NULL
+# The whitespace that can survive NFKC, but the ASCII space (every other kind folds to U+0020 under NFKC).
+_ASCII_OTHER_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def normalize_many(texts: Sequence[str]) -> list[str]:
+    """``[normalize_text(t) for t in texts]``, computed on all of them at once: several times faster at scale.
+
+    Exact by construction: the texts are joined with a stable separator (see _SEPARATOR), each step (NFKC, lower,
+    whitespace) is applied to the joined text only in a way that equals applying it to each text, and any case the
+    shortcut does not cover (a text holding the separator, a character outside the BMP, ...) takes the per-text
+    path. ASCII texts are NFKC already; the others get NFKC by mapping the characters that NFKC changes, found from
+    the text's distinct code units (as :func:`nfkc` does, per text)."""
+    ascii_flags = list(map(str.isascii, texts))
+    ascii_texts = list(compress(texts, ascii_flags))
+    other_texts = list(compress(texts, map(not_, ascii_flags)))
+    ascii_out = _normalize_ascii(ascii_texts)
+    other_out = _normalize_other(other_texts)
+    if not other_out:
+        return ascii_out
+    if not ascii_out:
+        return other_out
+    merged = np.empty(len(texts), dtype=object)
+    is_ascii = np.asarray(ascii_flags)
+    merged[is_ascii] = ascii_out
+    merged[~is_ascii] = other_out
+    return merged.tolist()
+
+
+def _normalize_ascii(texts: list[str]) -> list[str]:
+    if len(texts) < 2:
+        return list(map(normalize_text, texts))
+    sep = _ASCII_SEPARATOR
+    joined = sep.join(texts)
+    if joined.count(sep) != len(texts) - 1:
+        return list(map(normalize_text, texts))
+    joined = joined.lower()  # ASCII is NFKC already
+    if (
+        len(joined.encode("ascii").translate(None, _ASCII_OTHER_WHITESPACE)) != len(joined)
+        or "  " in joined
+        or " " + sep in joined
+        or sep + " " in joined
+        or joined[:1] == " "
+        or joined[-1:] == " "
+    ):
+        joined = _collapse_whitespace(joined, sep)
+    return joined.split(sep)
+
+
+def _normalize_other(texts: list[str]) -> list[str]:
+    if len(texts) < 2:
+        return list(map(normalize_text, texts))
+    sep = _SEPARATOR
+    joined = sep.join(texts)
+    if joined.count(sep) != len(texts) - 1:
+        return list(map(normalize_text, texts))
+    units = np.bincount(np.frombuffer(joined.encode("utf-16-le", "surrogatepass"), dtype=np.uint16), minlength=1)
+    present = {chr(code) for code in np.flatnonzero(units).tolist()}
+    if any("\ud800" <= ch <= "\udfff" for ch in present):  # a character outside the BMP: the per-text path
+        return list(map(normalize_text, texts))
+    _, table = _nfkc_changing_chars()
+    for ch in present & table.keys():  # NFKC output never holds one of these: each is replaced once and for all
+        joined = joined.replace(ch, table[ch])
+        present.discard(ch)
+        present.update(table[ch])
+    if not unicodedata.is_normalized("NFKC", joined):  # a sequence that NFKC changes as a whole
+        return list(map(normalize_text, texts))
+    if any(ch.lower() != ch for ch in present):
+        joined = joined.lower()
+        present = set("".join(ch.lower() for ch in present))
+    if (
+        any(ch.isspace() for ch in present - {" "})
+        or "  " in joined
+        or " " + sep in joined
+        or sep + " " in joined
+        or joined[:1] == " "
+        or joined[-1:] == " "
+    ):
+        joined = _collapse_whitespace(joined, sep)
+    return joined.split(sep)
+
+
+def _collapse_whitespace(joined: str, sep: str) -> str:
+    """Runs of whitespace to one space and each text trimmed, on texts joined by ``sep`` (not whitespace)."""
+    return " ".join(joined.split()).replace(" " + sep, sep).replace(sep + " ", sep)
+
+
 def needs_word_boundary(normalized_name: str) -> bool:
     """True when every character of the name is below U+3000 (the word-boundary rule applies)."""
     return all(ord(ch) < _BOUNDARY_LIMIT for ch in normalized_name)
@@ -91,6 +186,20 @@ def occurs_on_word_boundary(name: str, text: str) -> bool:
             return True
         start = text.find(name, start + 1)
     return False
+
+
+def _on_word_boundary(names: list[str], texts: list[str], which: list[int]) -> list[bool]:
+    """``occurs_on_word_boundary(names[k], texts[k])`` for each k in ``which``, where the name occurs in the text:
+    the first occurrence's neighbours are looked up for all at once; only where it is not on word boundaries are
+    the later occurrences looked for, one pair at a time."""
+    names, texts = [names[k] for k in which], [texts[k] for k in which]
+    starts = list(map(str.find, texts, names))
+    ends = list(map(int.__add__, starts, map(len, names)))
+    # text[start - 1 : start] is "" when start is 0, text[end : end + 1] is "" at the end: both count as boundaries.
+    before = map(str.__getitem__, texts, map(slice, map(int.__sub__, starts, repeat(1)), starts))
+    after = map(str.__getitem__, texts, map(slice, ends, map(int.__add__, ends, repeat(1))))
+    ok = [not (a in _ASCII_ALNUM or b in _ASCII_ALNUM) for a, b in zip(before, after)]
+    return [hit or occurs_on_word_boundary(name, text) for hit, name, text in zip(ok, names, texts)]
 
 
 @lru_cache(maxsize=65536)
@@ -176,6 +285,31 @@ class ToyMatcher:
                     break
             flags.append(hit)
         return flags
+
+    def named_pairs(
+        self, toys: Sequence[MatchableToy], toy_of: np.ndarray, image_of: np.ndarray, normalized_texts: Sequence[str]
+    ) -> np.ndarray:
+        """For each pair k, whether toy ``toys[toy_of[k]]`` is named by ``normalized_texts[image_of[k]]``, under the
+        exact rule: :meth:`named_flags` for a whole dataset at once, its per-pair work done by C-level passes (each
+        pair's accepted names against its text, then the word-boundary check where a Latin-like name was found)."""
+        if self.config.mode != "exact":
+            raise ValueError("named_pairs applies the exact rule")
+        plans = [toy.match_names for toy in toys]
+        names = [norm for plan in plans for norm, _ in plan]
+        bounded = np.array([boundary for plan in plans for _, boundary in plan], dtype=bool)
+        per_toy = np.array(list(map(len, plans)), dtype=np.int64)
+        first_name = np.cumsum(per_toy) - per_toy
+        counts = per_toy[toy_of]  # accepted names of each pair
+        pair = np.repeat(np.arange(len(toy_of)), counts)
+        within = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
+        name_of = np.repeat(first_name[toy_of], counts) + within
+        pair_texts = list(map(normalized_texts.__getitem__, np.repeat(image_of, counts).tolist()))
+        pair_names = list(map(names.__getitem__, name_of.tolist()))
+        found = np.fromiter(map(str.__contains__, pair_texts, pair_names), dtype=bool, count=len(pair))
+        check = np.flatnonzero(found & bounded[name_of])
+        if check.size:
+            found[check] = _on_word_boundary(pair_names, pair_texts, check.tolist())
+        return np.bincount(pair[found], minlength=len(toy_of)) > 0
 
     def names(self, toy: MatchableToy, captions: Sequence[str]) -> bool:
         """Whether ``toy`` is named by any of the raw captions."""

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import chain, compress, islice, repeat
+from operator import is_
+from typing import Any
 
 import numpy as np
 
-from ecac_bench.data import LEVELS, TOY_CLASSES, EcacRecord, ToyAnnotation, no_gc
+from ecac_bench.data import LEVELS, TOY_CLASSES, EcacDataset, EcacRecord, ToyAnnotation, ToyColumn, no_gc
 from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, evaluate, point_estimate, ratio
 from ecac_bench.imagestats import bootstrap_ci as _bootstrap_ci
-from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
+from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_many, normalize_text
 from ecac_bench.predictions import Predictions
-
-if TYPE_CHECKING:
-    from ecac_bench.data import EcacDataset
 
 # Column order of the per-image count vectors; the metric key of column i is SUBSET_KEYS[i].
 SUBSET_KEYS: tuple[str, ...] = (
@@ -105,10 +104,35 @@ class _Arrays:
             hits += named_flags(toys, [normalize_text(c) for c in captions])
             base = 6 * i
             slots += [base + toy.toy_class for toy in toys]
+        return cls._of_slots(ids, np.asarray(slots, dtype=np.int64), np.asarray(hits, dtype=np.float64))
+
+    @classmethod
+    def count_columns(
+        cls, ids: list[str], toys: ToyColumn, captions: list[Sequence[str]], matcher: ToyMatcher
+    ) -> _Arrays:
+        """What :meth:`count` gives for the images ``ids`` (their toys, their raw captions) under the exact rule,
+        computed column by column: every caption normalised at once (normalize_many), every (toy, image) pair
+        matched at once (ToyMatcher.named_pairs). An image's normalised captions are joined with a newline: no
+        normalised name holds one, and it is no ASCII letter or digit, so a name occurs in the joined text exactly
+        when it occurs in one of the captions, on the same boundaries."""
+        lengths = list(map(len, captions))
+        normalized = normalize_many(list(chain.from_iterable(captions)))
+        if len(normalized) == len(lengths) and min(lengths, default=1) == 1:  # one caption per image
+            texts = normalized
+        else:
+            parts = iter(normalized)
+            texts = list(map("\n".join, map(islice, repeat(parts), lengths)))
+        image_of = np.repeat(np.arange(len(ids)), toys.counts)
+        named = matcher.named_pairs(toys.table, toys.index, image_of, texts)
+        classes = np.array([toy.toy_class for toy in toys.table], dtype=np.int64)
+        return cls._of_slots(ids, image_of * 6 + classes[toys.index], named.astype(np.float64))
+
+    @classmethod
+    def _of_slots(cls, ids: Sequence[str], slot: np.ndarray, hits: np.ndarray) -> _Arrays:
+        """From one (image index x 6 + toy class, named 0/1) entry per toy."""
         n = len(ids)
-        slot = np.asarray(slots, dtype=np.int64)
         total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
-        named6 = np.bincount(slot, weights=np.asarray(hits, dtype=np.float64), minlength=6 * n).reshape(n, 6)
+        named6 = np.bincount(slot, weights=hits, minlength=6 * n).reshape(n, 6)
         return cls(ids, named6.astype(np.int64) @ _CLASS_TO_SUBSET, total6 @ _CLASS_TO_SUBSET, named6 @ _CLASS_REWARD)
 
     @classmethod
@@ -269,20 +293,37 @@ def _score_captions(
     for field_name in by:
         if field_name not in ("category", "area"):
             raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")
-    all_records = list(dataset)
     # A plain mapping has no failed images (no copy into a Predictions: a 250k-image dict would cost time).
     loaded = predictions if isinstance(predictions, Predictions) else Predictions()
     failed = loaded.failed
-    records = [r for r in all_records if r.id not in failed] if failed else all_records
+    matcher = ToyMatcher(match)
     no_caption: tuple[str, ...] = ()
-    arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), ToyMatcher(match))
-    predicted = len(predictions.keys() & set(arrays.ids))
+    columns = dataset.columns if isinstance(dataset, EcacDataset) else None
+    groups_of: dict[str, Sequence[str]] = {}
+    if columns is not None and match.mode == "exact":  # a dataset read column by column, scored that way
+        n_images, ids, toys = len(columns), columns.ids, columns.toys
+        if failed:
+            kept = np.fromiter(map(failed.__contains__, ids), dtype=bool, count=len(ids)) ^ True
+            ids, toys = list(compress(ids, kept.tolist())), toys.take(kept)
+        captions = list(map(predictions.get, ids, repeat(no_caption)))
+        arrays = _Arrays.count_columns(ids, toys, captions, matcher)
+        predicted = len(ids) - sum(map(is_, captions, repeat(no_caption)))
+        for field_name in by:
+            values = columns.categories if field_name == "category" else columns.areas
+            groups_of[field_name] = list(compress(values, kept.tolist())) if failed else values
+    else:
+        all_records = list(dataset)
+        n_images = len(all_records)
+        records = [r for r in all_records if r.id not in failed] if failed else all_records
+        arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), matcher)
+        predicted = len(predictions.keys() & set(arrays.ids))
+        groups_of = {field_name: [getattr(r, field_name) for r in records] for field_name in by}
     coverage: dict[str, Any] = {
-        "images": len(all_records),
+        "images": n_images,
         "predicted": predicted,
         **loaded.failure_summary(),
-        "missing": len(records) - predicted,
-        "fraction_predicted": predicted / len(all_records) if all_records else None,
+        "missing": len(arrays.ids) - predicted,
+        "fraction_predicted": predicted / n_images if n_images else None,
         "metric_images": _coverage_from_arrays(arrays),
     }
     stats = tts_statistics(arrays)
@@ -290,8 +331,8 @@ def _score_captions(
     result = TTSResult(measured.metrics, coverage, match, stats, measured.ci, measured.ci_config, _arrays=arrays)  # type: ignore[arg-type]
     for field_name in by:
         groups: dict[str, list[int]] = {}
-        for i, record in enumerate(records):
-            groups.setdefault(getattr(record, field_name), []).append(i)
+        for i, value in enumerate(groups_of[field_name]):
+            groups.setdefault(value, []).append(i)
         result.breakdown[field_name] = {
             value: {
                 "metrics": point_estimate(stats.take(idx), TTS),
