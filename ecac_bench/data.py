@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from ecac_bench.forking import Forked, fork_call
 from ecac_bench.matching import match_plan, normalize_text
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
@@ -302,6 +303,11 @@ class EcacDataset:
         self.split = split
         self._by_id = _by_id
         self._sha256 = _sha256
+        # A large dataset read column by column starts computing its identity (which every report needs) in a child
+        # process as it is loaded (ecac_bench.forking); None when it is computed here, on first use.
+        self._identity_child: Forked[str] | None = None
+        if columns is not None and _sha256 is None:
+            self._identity_child = fork_call(columns.identity, len(columns))
 
     @property
     def records(self) -> list[EcacRecord]:
@@ -313,6 +319,7 @@ class EcacDataset:
     @records.setter
     def records(self, records: list[EcacRecord]) -> None:
         self._records, self._columns, self._by_id, self._sha256 = records, None, None, None
+        self._identity_child = None
 
     @property
     def columns(self) -> RecordColumns | None:
@@ -327,7 +334,12 @@ class EcacDataset:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = self._columns.identity() if self._columns is not None else dataset_identity(self.records)
+            child, self._identity_child = self._identity_child, None
+            if self._columns is not None:  # the child's columns are still the dataset's
+                found = child.result() if child is not None else None
+                self._sha256 = found if found is not None else self._columns.identity()
+            else:
+                self._sha256 = dataset_identity(self.records)
         return self._sha256
 
     def __len__(self) -> int:

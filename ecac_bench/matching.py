@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import compress, repeat
+from itertools import compress
 from operator import not_
 from typing import Literal, Protocol
 
@@ -188,18 +188,29 @@ def occurs_on_word_boundary(name: str, text: str) -> bool:
     return False
 
 
-def _on_word_boundary(names: list[str], texts: list[str], which: list[int]) -> list[bool]:
-    """``occurs_on_word_boundary(names[k], texts[k])`` for each k in ``which``, where the name occurs in the text:
-    the first occurrence's neighbours are looked up for all at once; only where it is not on word boundaries are
-    the later occurrences looked for, one pair at a time."""
-    names, texts = [names[k] for k in which], [texts[k] for k in which]
-    starts = list(map(str.find, texts, names))
-    ends = list(map(int.__add__, starts, map(len, names)))
-    # text[start - 1 : start] is "" when start is 0, text[end : end + 1] is "" at the end: both count as boundaries.
-    before = map(str.__getitem__, texts, map(slice, map(int.__sub__, starts, repeat(1)), starts))
-    after = map(str.__getitem__, texts, map(slice, ends, map(int.__add__, ends, repeat(1))))
-    ok = [not (a in _ASCII_ALNUM or b in _ASCII_ALNUM) for a, b in zip(before, after)]
-    return [hit or occurs_on_word_boundary(name, text) for hit, name, text in zip(ok, names, texts)]
+def _on_word_boundaries(names: list[str], name_of: np.ndarray, text_of: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """``occurs_on_word_boundary(names[name_of[k]], texts[text_of[k]])`` for every k, with C-level passes: each text
+    is padded with a space at both ends (so that the characters around the first occurrence are at valid indices,
+    and a space is a boundary as the text's ends are), the first occurrence's neighbours are looked up for all pairs
+    at once, and only where it is not on boundaries are the later occurrences looked for, one pair at a time."""
+    used = np.unique(text_of)
+    padded_used = [f" {text} " for text in map(texts.__getitem__, used.tolist())]
+    padded = list(map(padded_used.__getitem__, np.searchsorted(used, text_of).tolist()))
+    pair_names = list(map(names.__getitem__, name_of.tolist()))
+    starts = np.fromiter(map(str.find, padded, pair_names), dtype=np.int64, count=len(padded))
+    hit = np.flatnonzero(starts > 0)  # a normalised name never starts or ends with a space
+    hit_texts = list(map(padded.__getitem__, hit.tolist()))
+    lengths = np.array(list(map(len, names)), dtype=np.int64)[name_of[hit]]
+    before = map(str.__getitem__, hit_texts, (starts[hit] - 1).tolist())
+    after = map(str.__getitem__, hit_texts, (starts[hit] + lengths).tolist())
+    alnum = _ASCII_ALNUM.__contains__
+    blocked = np.fromiter(map(alnum, before), dtype=bool, count=len(hit))
+    blocked |= np.fromiter(map(alnum, after), dtype=bool, count=len(hit))
+    out = np.zeros(len(padded), dtype=bool)
+    out[hit[~blocked]] = True
+    for k in hit[blocked].tolist():
+        out[k] = occurs_on_word_boundary(pair_names[k], padded[k])
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -303,12 +314,17 @@ class ToyMatcher:
         pair = np.repeat(np.arange(len(toy_of)), counts)
         within = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
         name_of = np.repeat(first_name[toy_of], counts) + within
-        pair_texts = list(map(normalized_texts.__getitem__, np.repeat(image_of, counts).tolist()))
-        pair_names = list(map(names.__getitem__, name_of.tolist()))
-        found = np.fromiter(map(str.__contains__, pair_texts, pair_names), dtype=bool, count=len(pair))
-        check = np.flatnonzero(found & bounded[name_of])
-        if check.size:
-            found[check] = _on_word_boundary(pair_names, pair_texts, check.tolist())
+        image_of_pair = np.repeat(image_of, counts)
+        found = np.zeros(len(pair), dtype=bool)
+        edged = bounded[name_of]
+        plain = np.flatnonzero(~edged)
+        texts = map(normalized_texts.__getitem__, image_of_pair[plain].tolist())
+        found[plain] = np.fromiter(
+            map(str.__contains__, texts, map(names.__getitem__, name_of[plain].tolist())), dtype=bool, count=len(plain)
+        )
+        edged = np.flatnonzero(edged)
+        if edged.size:
+            found[edged] = _on_word_boundaries(names, name_of[edged], image_of_pair[edged], normalized_texts)
         return np.bincount(pair[found], minlength=len(toy_of)) > 0
 
     def names(self, toy: MatchableToy, captions: Sequence[str]) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ecac_bench.data import LEVELS, TOY_CLASSES, EcacDataset, EcacRecord, ToyAnnotation, ToyColumn, no_gc
+from ecac_bench.forking import fork_call
 from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, evaluate, point_estimate, ratio
 from ecac_bench.imagestats import bootstrap_ci as _bootstrap_ci
 from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_many, normalize_text
@@ -47,13 +48,19 @@ GROUND_WEIGHT: dict[str, float] = {"foreground": 1.0, "background": 0.5}
 LEVEL_SCORE: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
 _N = len(SUBSET_KEYS)
-# Maps per-class counts (TOY_CLASSES: the six ground x level classes) to per-subset counts (SUBSET_KEYS: all toys,
-# the three levels, then the six classes).
-_CLASS_TO_SUBSET = np.zeros((len(TOY_CLASSES), _N), dtype=np.int64)
-for _index, (_ground, _level) in enumerate(TOY_CLASSES):
-    _CLASS_TO_SUBSET[_index, 0] = 1
-    _CLASS_TO_SUBSET[_index, 1 + LEVELS.index(_level)] = 1
-    _CLASS_TO_SUBSET[_index, 4 + _index] = 1
+
+
+def _subset_counts(per_class: np.ndarray) -> np.ndarray:
+    """Per-class counts (images, 6; TOY_CLASSES: the six ground x level classes, foreground ones first) -> per-subset
+    counts (images, 10; SUBSET_KEYS: all toys, the three levels, then the six classes)."""
+    out = np.empty((len(per_class), _N), dtype=np.int64)
+    out[:, 4:] = per_class
+    for level in range(len(LEVELS)):
+        np.add(per_class[:, level], per_class[:, len(LEVELS) + level], out=out[:, 1 + level])
+    np.sum(out[:, 1:4], axis=1, out=out[:, 0])
+    return out
+
+
 _CLASS_REWARD = np.array([GROUND_WEIGHT[ground] * LEVEL_SCORE[level] for ground, level in TOY_CLASSES])
 _DEFAULT_MATCHER = ToyMatcher()
 
@@ -115,17 +122,25 @@ class _Arrays:
         matched at once (ToyMatcher.named_pairs). An image's normalised captions are joined with a newline: no
         normalised name holds one, and it is no ASCII letter or digit, so a name occurs in the joined text exactly
         when it occurs in one of the captions, on the same boundaries."""
-        lengths = list(map(len, captions))
-        normalized = normalize_many(list(chain.from_iterable(captions)))
-        if len(normalized) == len(lengths) and min(lengths, default=1) == 1:  # one caption per image
-            texts = normalized
-        else:
-            parts = iter(normalized)
-            texts = list(map("\n".join, map(islice, repeat(parts), lengths)))
-        image_of = np.repeat(np.arange(len(ids)), toys.counts)
-        named = matcher.named_pairs(toys.table, toys.index, image_of, texts)
+        n = len(ids)
+        image_of = np.repeat(np.arange(n), toys.counts)
+        first_toy = np.concatenate([[0], np.cumsum(toys.counts)])
+
+        def named(lo: int, hi: int) -> np.ndarray:  # the toys of images lo..hi-1: named or not
+            texts = _normalized_texts(captions[lo:hi])
+            at = slice(first_toy[lo], first_toy[hi])
+            return matcher.named_pairs(toys.table, toys.index[at], image_of[at] - lo, texts)
+
+        # A large set is shared with a child process (ecac_bench.forking): it takes the second half of the images.
+        half = n // 2
+        child = fork_call(lambda: named(half, n), n)
+        first = named(0, half if child is not None else n)
+        second = child.result() if child is not None else None
+        if child is not None and second is None:  # the child failed: do its part here
+            second = named(half, n)
+        hits = first if second is None else np.concatenate([first, second])
         classes = np.array([toy.toy_class for toy in toys.table], dtype=np.int64)
-        return cls._of_slots(ids, image_of * 6 + classes[toys.index], named.astype(np.float64))
+        return cls._of_slots(ids, image_of * 6 + classes[toys.index], hits.astype(np.float64))
 
     @classmethod
     def _of_slots(cls, ids: Sequence[str], slot: np.ndarray, hits: np.ndarray) -> _Arrays:
@@ -133,7 +148,7 @@ class _Arrays:
         n = len(ids)
         total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
         named6 = np.bincount(slot, weights=hits, minlength=6 * n).reshape(n, 6)
-        return cls(ids, named6.astype(np.int64) @ _CLASS_TO_SUBSET, total6 @ _CLASS_TO_SUBSET, named6 @ _CLASS_REWARD)
+        return cls(ids, _subset_counts(named6.astype(np.int64)), _subset_counts(total6), named6 @ _CLASS_REWARD)
 
     @classmethod
     def of(cls, scores: Sequence[ImageScore]) -> _Arrays:
@@ -158,9 +173,19 @@ class _Arrays:
         ]
 
     def rates(self) -> np.ndarray:
-        """Per-image rate per subset, NaN where the image has no toy in the subset."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.total > 0, self.named / np.maximum(self.total, 1), np.nan)
+        """Per-image rate per subset, 0 where the image has no toy in the subset."""
+        covered = self.total > 0
+        return np.divide(self.named, self.total, out=np.zeros(self.total.shape), where=covered)
+
+
+def _normalized_texts(captions: Sequence[Sequence[str]]) -> list[str]:
+    """Each image's captions normalised (normalize_many) and joined with a newline (see _Arrays.count_columns)."""
+    lengths = list(map(len, captions))
+    normalized = normalize_many(list(chain.from_iterable(captions)))
+    if len(normalized) == len(lengths) and min(lengths, default=1) == 1:  # one caption per image
+        return normalized
+    parts = iter(normalized)
+    return list(map("\n".join, map(islice, repeat(parts), lengths)))
 
 
 def score_image(
@@ -207,7 +232,7 @@ TTS = Estimator(
 
 def tts_statistics(arrays: _Arrays) -> ImageStats:
     """The per-image statistics of TTS and the reward (the module docstring defines them)."""
-    rates = np.nan_to_num(arrays.rates())
+    rates = arrays.rates()
     covered = arrays.total > 0
     columns: dict[str, Any] = {}
     for col, key in enumerate(SUBSET_KEYS):
@@ -305,9 +330,12 @@ def _score_captions(
         if failed:
             kept = np.fromiter(map(failed.__contains__, ids), dtype=bool, count=len(ids)) ^ True
             ids, toys = list(compress(ids, kept.tolist())), toys.take(kept)
-        captions = list(map(predictions.get, ids, repeat(no_caption)))
+        if isinstance(predictions, dict) and len(predictions) == len(ids) and list(predictions) == ids:
+            captions, predicted = list(predictions.values()), len(ids)  # in the dataset's order: no lookups
+        else:
+            captions = list(map(predictions.get, ids, repeat(no_caption)))
+            predicted = len(ids) - sum(map(is_, captions, repeat(no_caption)))
         arrays = _Arrays.count_columns(ids, toys, captions, matcher)
-        predicted = len(ids) - sum(map(is_, captions, repeat(no_caption)))
         for field_name in by:
             values = columns.categories if field_name == "category" else columns.areas
             groups_of[field_name] = list(compress(values, kept.tolist())) if failed else values

@@ -178,7 +178,7 @@ def _typed_load(data: bytes, dataset: EcacDataset, allow_missing: bool) -> Predi
         known = set(dataset_ids)
         if not all(map(known.__contains__, ids)) or (len(ids) < len(known) and not allow_missing):
             return None
-    predictions = Predictions(zip(ids, map(list, zip(captions))), n_generations=len(ids))
+    predictions = Predictions(zip(ids, [[caption] for caption in captions]), n_generations=len(ids))
     return predictions if same_order or len(predictions) == len(ids) else None  # else a duplicate id
 
 
