@@ -630,7 +630,7 @@ class _Validator:
             masks[len(table)] = self._mask64(toy)
             table.append(toy)
         column = ToyColumn(table, table_index[positions], counts)
-        if len(keys) > len(counts) and not self._typed_toy_sets_ok(column, masks):
+        if (counts > 1).any() and not self._typed_toy_sets_ok(column, masks):
             return None
         return column
 
