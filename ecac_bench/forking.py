@@ -1,14 +1,14 @@
-"""A function run in a forked child process while the parent goes on: how a large scoring run uses a second core.
+"""A function run in a forked child process while the parent goes on: how a large scoring run can use a second core.
 
 The child starts with a copy-on-write view of the parent's memory, so it reads the loaded data without any copying,
 and it sends back only its (small) result, pickled through a temporary file. Python objects cannot be shared between
 processes any cheaper than they are built, so only work whose *result* is small is worth a child: the identity hash
-of a dataset, the toys of a data file as integer arrays, whether each toy of half the images is named.
+of a dataset, whether each toy of half the images is named.
 
-Nothing depends on the child: when forking is not possible or not safe (not Linux, or the process has other threads),
-or the child fails for any reason, :meth:`Forked.result` returns None and the caller does the work itself. The child
-never runs the parent's clean-up (it leaves through ``os._exit``), so it cannot flush the parent's buffered output
-twice or remove the parent's files.
+Nothing depends on the child: when a second process is not asked for (ECAC_PROCESSES=2), not possible or not safe
+(not Linux, or the process has other threads), or the child fails for any reason, :meth:`Forked.result` returns
+None or no child is started, and the caller does the work itself. The child never runs the parent's clean-up (it
+leaves through ``os._exit``), so it cannot flush the parent's buffered output twice or remove the parent's files.
 """
 
 from __future__ import annotations
@@ -27,17 +27,19 @@ T = TypeVar("T")
 
 # Below this many records a child costs more (fork, page copies, pickling) than the work it takes over.
 MIN_RECORDS = 50_000
-# ECAC_PROCESSES=1 keeps everything in one process.
+# How many processes a large run may use: 1 (the default) or 2. On a machine whose cores are all busy a child only
+# adds work (the pages both processes write are copied), so the second process is asked for, not assumed
+# (bench/score_throughput.py measures both).
 ENV_PROCESSES = "ECAC_PROCESSES"
 
 
 def can_fork() -> bool:
-    """Whether a child may be forked here: Linux (fork is the platform's way), no other Python thread (a lock held by
-    one at fork time would stay held in the child), and not turned off with ECAC_PROCESSES=1."""
+    """Whether a child may be forked here: ECAC_PROCESSES=2, Linux (fork is the platform's way), and no other Python
+    thread (a lock held by one at fork time would stay held in the child)."""
     return (
-        sys.platform.startswith("linux")
+        os.environ.get(ENV_PROCESSES, "").strip() == "2"
+        and sys.platform.startswith("linux")
         and threading.active_count() == 1
-        and os.environ.get(ENV_PROCESSES, "").strip() != "1"
     )
 
 

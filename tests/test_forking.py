@@ -35,11 +35,16 @@ def test_a_failing_child_gives_none(forced):
     assert forking.fork_call(lambda: os._exit(3), 1).result() is None  # type: ignore[union-attr]
 
 
-def test_no_child_for_small_work_or_when_turned_off(monkeypatch):
+def test_a_child_only_when_asked_for_and_the_work_is_large(monkeypatch):
     monkeypatch.setattr(forking, "MIN_RECORDS", 10)
-    assert forking.fork_call(lambda: 1, 9) is None
-    monkeypatch.setenv(forking.ENV_PROCESSES, "1")
-    assert not forking.can_fork() and forking.fork_call(lambda: 1, 10) is None
+    for value in ("", "1", "3"):
+        monkeypatch.setenv(forking.ENV_PROCESSES, value)
+        assert not forking.can_fork() and forking.fork_call(lambda: 1, 10) is None
+    monkeypatch.setenv(forking.ENV_PROCESSES, "2")
+    monkeypatch.setattr(forking.threading, "active_count", lambda: 1)
+    assert forking.can_fork() and forking.fork_call(lambda: 1, 9) is None
+    child = forking.fork_call(lambda: 1, 10)
+    assert child is not None and child.result() == 1
 
 
 def test_a_child_whose_result_is_never_read_is_stopped_and_reaped(forced):

@@ -209,9 +209,7 @@ def test_a_second_process_changes_no_byte_of_the_report(tmp_path, monkeypatch):
 
     data, predictions = write_adversarial_set(tmp_path, 2 * len(CASES))
     argv = ["score", "--data", data, "--predictions", predictions, "--allow-missing", "--allow-failed", "1000"]
-    monkeypatch.setenv(forking.ENV_PROCESSES, "1")
     alone = _report(argv)
-    monkeypatch.setenv(forking.ENV_PROCESSES, "")
     monkeypatch.setattr(forking, "MIN_RECORDS", 0)
     monkeypatch.setattr(forking, "can_fork", lambda: True)  # also when the test runner has threads
     results = []
