@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, compress, count, islice, repeat
-from operator import attrgetter, methodcaller
+from operator import attrgetter, is_, methodcaller
 from pathlib import Path
 from typing import Any, Literal
 
@@ -238,6 +238,7 @@ class RecordColumns:
     captions: list[str]
     splits: list[str | None]
     toys: ToyColumn
+    in_id_order: bool | None = None  # whether the ids increase strictly (None: not known yet)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -260,13 +261,17 @@ class RecordColumns:
             list(compress(column, mask))
             for column in (self.ids, self.images, self.categories, self.areas, self.captions, self.splits)
         )
-        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, self.toys.take(keep))
+        toys = self.toys.take(keep)
+        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys, self.in_id_order)
 
     def identity(self) -> str:
         """dataset_identity of these records, without building them (ToyColumn.canonical_json)."""
         ids, categories, areas, captions, splits = self.ids, self.categories, self.areas, self.captions, self.splits
         toys = self.toys
-        if any(map(str.__ge__, ids, islice(ids, 1, None))):  # not in id order (ids are unique)
+        in_order = self.in_id_order
+        if in_order is None:
+            in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))  # ids are unique
+        if not in_order:
             order = sorted(range(len(ids)), key=ids.__getitem__)
             ids, categories, areas, captions, splits = (
                 list(map(column.__getitem__, order)) for column in (ids, categories, areas, captions, splits)
@@ -591,20 +596,24 @@ class _Validator:
             if not all(column) or any(map(str.isspace, column)):
                 return None
         # Unique ids: strictly increasing ids (the usual order of a dataset file) need no hashing.
-        if any(map(str.__ge__, ids, islice(ids, 1, None))) and len(set(ids)) != n:
+        in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))
+        if not in_order and len(set(ids)) != n:
             return None
-        groups = list(map(_GROUP, rows))
-        if groups.count(None) != n and not all(g is None or (g and not g.isspace()) for g in groups):
-            return None
-        reviewed = list(map(_REVIEWED, rows))
-        if reviewed.count(None) != n and not all(r is None or _reviewed_ok(r) for r in reviewed):
+        # group and reviewed: a C-level pass when no record has them, the detailed rule where some do
+        groups_ok = all(map(is_, map(_GROUP, rows), repeat(None))) or all(
+            g is None or (g and not g.isspace()) for g in map(_GROUP, rows)
+        )
+        reviewed_ok = all(map(is_, map(_REVIEWED, rows), repeat(None))) or all(
+            r is None or _reviewed_ok(r) for r in map(_REVIEWED, rows)
+        )
+        if not (groups_ok and reviewed_ok):
             return None
         toys = self._typed_toys(list(map(_TOYS, rows)))
         if toys is None:
             return None
         self.record_lines = lines
         categories, splits = list(map(_CATEGORY, rows)), list(map(_SPLIT, rows))
-        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys)
+        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys, in_order)
 
     def _typed_toys(self, toy_lists: list[list[_ToyRow]]) -> ToyColumn | None:
         """The toys of every record (typed_columns): each distinct (name, level, ground, aliases) validated and
