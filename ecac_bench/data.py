@@ -20,12 +20,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import chain, compress, count, islice, repeat
+from operator import attrgetter, is_, methodcaller
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
+import numpy as np
 import orjson
 
+from ecac_bench.forking import Forked, fork_call
 from ecac_bench.matching import match_plan, normalize_text
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
@@ -157,39 +161,200 @@ def dataset_identity(records: Sequence[EcacRecord]) -> str:
     if any(map(str.__ge__, ids, ids[1:])):  # ids are unique: strictly increasing means already in order
         records = sorted(records, key=_ID)
         ids = list(map(_ID, records))
-    toys = [[toy.canonical for toy in annotated] for annotated in map(_TOYS, records)]
-    columns = [list(map(getter, records)) for getter in _COLUMNS]
-    return hashlib.sha256(orjson.dumps([IDENTITY_FORM, ids, *columns, toys])).hexdigest()
+    toys = list(map(tuple, map(map, repeat(_CANONICAL), map(_TOYS, records))))
+    return _identity_hash(ids, *(list(map(getter, records)) for getter in _COLUMNS), toys)
+
+
+def _identity_hash(ids: list[str], *columns: Sequence[Any]) -> str:
+    """sha256 of the canonical form (dataset_identity) of records given column by column, ordered by id."""
+    return hashlib.sha256(orjson.dumps([IDENTITY_FORM, ids, *columns])).hexdigest()
 
 
 _ID = attrgetter("id")
 _TOYS = attrgetter("toys")
+_CANONICAL = attrgetter("canonical")
 _COLUMNS = (attrgetter("category"), attrgetter("area"), attrgetter("caption"), attrgetter("split"))
 
 
-@dataclass
+@dataclass(frozen=True)
+class ToyColumn:
+    """The toys of a sequence of records, flat: ``table`` holds each distinct toy once; ``index[k]`` is the table
+    position of toy k, the records' toys one record after another, and ``counts[i]`` how many toys record i has."""
+
+    table: list[ToyAnnotation]
+    index: np.ndarray
+    counts: np.ndarray
+
+    def per_record(self) -> list[tuple[ToyAnnotation, ...]]:
+        """Each record's toys, as a tuple."""
+        flat = iter(list(map(self.table.__getitem__, self.index.tolist())))
+        return list(map(tuple, map(islice, repeat(flat), self.counts.tolist())))
+
+    def canonical_json(self) -> bytes:
+        """The JSON (as orjson writes it) of the list of each record's toys in canonical form (dataset_identity):
+        each distinct toy serialised once, and every record's piece picked by numpy from four variants of it."""
+        # Piece 4t + v of toy t: v = 1 if it opens its record's list, + 2 if it closes it; then an empty record.
+        pieces = [
+            piece
+            for fragment in map(orjson.dumps, map(_CANONICAL, self.table))
+            for piece in (b"," + fragment, b",[" + fragment, b"," + fragment + b"]", b",[" + fragment + b"]")
+        ]
+        pieces.append(b",[]")
+        units = np.maximum(self.counts, 1)  # an empty record is one piece
+        record = np.repeat(np.arange(len(units)), units)
+        at = np.arange(len(record)) - np.repeat(np.cumsum(units) - units, units)
+        has_toys = self.counts[record] > 0
+        choice = np.full(len(record), len(pieces) - 1, dtype=np.int64)
+        choice[has_toys] = 4 * self.index + (at == 0)[has_toys] + 2 * (at == units[record] - 1)[has_toys]
+        return b"[" + b"".join(map(pieces.__getitem__, choice.tolist()))[1:] + b"]"
+
+    def reorder(self, order: Sequence[int]) -> ToyColumn:
+        """The toys of the records taken in ``order``."""
+        order_array = np.asarray(order, dtype=np.int64)
+        starts = (np.cumsum(self.counts) - self.counts)[order_array]
+        counts = self.counts[order_array]
+        new_starts = np.cumsum(counts) - counts
+        at = np.arange(int(counts.sum())) + np.repeat(starts - new_starts, counts)
+        return ToyColumn(self.table, self.index[at], counts)
+
+    def take(self, keep: np.ndarray) -> ToyColumn:
+        """The toys of the records where the boolean ``keep`` is true."""
+        return ToyColumn(self.table, self.index[np.repeat(keep, self.counts)], self.counts[keep])
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """A dataset's records column by column, as the typed path reads a JSONL file (_Validator.typed_columns).
+
+    Scoring, the predictions check and the dataset identity read these directly: at ECAC scale, building a record
+    object per image costs more than parsing the file. ``records()`` builds the records when something asks for
+    them (EcacDataset.records)."""
+
+    ids: list[str]
+    images: list[str]  # as in the file: relative to ``base_prefix``'s folder, or absolute
+    base_prefix: str
+    categories: list[str]
+    areas: list[str]
+    captions: list[str]
+    splits: list[str | None]
+    toys: ToyColumn
+    in_id_order: bool | None = None  # whether the ids increase strictly (None: not known yet)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_files(self) -> list[str]:
+        """Each record's image as an absolute path (_Validator.image_file)."""
+        if _POSIX and not any(map(_STARTS_WITH_SLASH, self.images)):
+            return list(map(self.base_prefix.__add__, self.images))
+        prefix = self.base_prefix
+        return [image if os.path.isabs(image) else prefix + image for image in self.images]
+
+    def records(self) -> list[EcacRecord]:
+        columns = (self.ids, self.image_files(), self.categories, self.areas, self.captions, self.splits)
+        return list(map(EcacRecord, *columns, self.toys.per_record()))
+
+    def take(self, keep: np.ndarray) -> RecordColumns:
+        """The records where the boolean ``keep`` is true."""
+        mask = keep.tolist()
+        ids, images, categories, areas, captions, splits = (
+            list(compress(column, mask))
+            for column in (self.ids, self.images, self.categories, self.areas, self.captions, self.splits)
+        )
+        toys = self.toys.take(keep)
+        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys, self.in_id_order)
+
+    def identity(self) -> str:
+        """dataset_identity of these records, without building them (ToyColumn.canonical_json)."""
+        ids, categories, areas, captions, splits = self.ids, self.categories, self.areas, self.captions, self.splits
+        toys = self.toys
+        in_order = self.in_id_order
+        if in_order is None:
+            in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))  # ids are unique
+        if not in_order:
+            order = sorted(range(len(ids)), key=ids.__getitem__)
+            ids, categories, areas, captions, splits = (
+                list(map(column.__getitem__, order)) for column in (ids, categories, areas, captions, splits)
+            )
+            toys = toys.reorder(order)
+        return _identity_hash(ids, categories, areas, captions, splits, orjson.Fragment(toys.canonical_json()))
+
+
 class EcacDataset:
     """A loaded, validated ECAC dataset. ``sha256`` is its record-level identity (:func:`dataset_identity`),
-    computed on first use."""
+    computed on first use.
 
-    records: list[EcacRecord]
-    path: Path
-    name: str
-    split: str | None = None
-    _by_id: dict[str, EcacRecord] | None = field(default=None, repr=False)
-    _sha256: str | None = field(default=None, repr=False)
+    A dataset read by the typed path holds its records column by column (``columns``) and builds the record
+    objects on first use of ``records``; from then on the records are the dataset (they may be changed), and
+    ``columns`` is None."""
+
+    def __init__(
+        self,
+        records: list[EcacRecord] | None,
+        path: Path,
+        name: str,
+        split: str | None = None,
+        _by_id: dict[str, EcacRecord] | None = None,
+        _sha256: str | None = None,
+        *,
+        columns: RecordColumns | None = None,
+    ) -> None:
+        if (records is None) == (columns is None):
+            raise ValueError("an EcacDataset holds either records or columns")
+        self._records = records
+        self._columns = columns
+        self.path = path
+        self.name = name
+        self.split = split
+        self._by_id = _by_id
+        self._sha256 = _sha256
+        # A large dataset read column by column starts computing its identity (which every report needs) in a child
+        # process as it is loaded (ecac_bench.forking); None when it is computed here, on first use.
+        self._identity_child: Forked[str] | None = None
+        if columns is not None and _sha256 is None:
+            self._identity_child = fork_call(columns.identity, len(columns))
+
+    @property
+    def records(self) -> list[EcacRecord]:
+        if self._records is None:
+            assert self._columns is not None
+            self._records, self._columns = self._columns.records(), None
+        return self._records
+
+    @records.setter
+    def records(self, records: list[EcacRecord]) -> None:
+        self._records, self._columns, self._by_id, self._sha256 = records, None, None, None
+        self._identity_child = None
+
+    @property
+    def columns(self) -> RecordColumns | None:
+        """The records column by column, while no record object was built (see the class docstring)."""
+        return self._columns
+
+    @property
+    def ids(self) -> list[str]:
+        """Every record's id, in order."""
+        return self._columns.ids if self._columns is not None else list(map(_ID, self.records))
 
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = dataset_identity(self.records)
+            child, self._identity_child = self._identity_child, None
+            if self._columns is not None:  # the child's columns are still the dataset's
+                found = child.result() if child is not None else None
+                self._sha256 = found if found is not None else self._columns.identity()
+            else:
+                self._sha256 = dataset_identity(self.records)
         return self._sha256
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._columns) if self._columns is not None else len(self.records)
 
     def __iter__(self) -> Iterator[EcacRecord]:
         return iter(self.records)
+
+    def __repr__(self) -> str:
+        return f"EcacDataset(name={self.name!r}, path={str(self.path)!r}, split={self.split!r}, size={len(self)})"
 
     @property
     def by_id(self) -> dict[str, EcacRecord]:
@@ -207,7 +372,7 @@ class EcacDataset:
             "name": self.name,
             "path": str(self.path),
             "split": self.split,
-            "size": len(self.records),
+            "size": len(self),
             "sha256": self.sha256,
         }
 
@@ -249,6 +414,9 @@ class _Validator:
         # operations per toy.
         self._toy_cache: dict[tuple[Any, ...], tuple[ToyAnnotation, int]] = {}
         self._name_bit: dict[str, int] = {}
+        self._name_bit64: dict[str, int] = {}
+        # Set by the typed path (typed_columns): the line of each record (None: record i is on line i + 1).
+        self.record_lines: list[int] | None = None
 
     def problem(self, line: int | None, field_name: str, message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
@@ -412,6 +580,94 @@ class _Validator:
         )
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))
 
+    def typed_columns(self, rows: list[_RecordRow], lines: list[int] | None) -> RecordColumns | None:
+        """The records of a file whose every line decoded as a typed row (typed_jsonl_rows), checked column by
+        column with C-level passes; None as soon as any check fails (or the file holds no row): the caller then
+        reads the file with the detailed checks, which report each problem exactly as they always have.
+
+        What the row types do not check is checked here, as record_fast does: no empty or blank id, image, area
+        or caption, unique ids, a non-empty group, a valid reviewed list, valid toys (each distinct toy once, by
+        the detailed checks of _toy) and an image's toys a set."""
+        n = len(rows)
+        if not n:
+            return None
+        ids, images, areas, captions = (list(map(getter, rows)) for getter in _TYPED_TEXT_FIELDS)
+        for column in (ids, images, areas, captions):
+            if not all(column) or any(map(str.isspace, column)):
+                return None
+        # Unique ids: strictly increasing ids (the usual order of a dataset file) need no hashing.
+        in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))
+        if not in_order and len(set(ids)) != n:
+            return None
+        # group and reviewed: a C-level pass when no record has them, the detailed rule where some do
+        groups_ok = all(map(is_, map(_GROUP, rows), repeat(None))) or all(
+            g is None or (g and not g.isspace()) for g in map(_GROUP, rows)
+        )
+        reviewed_ok = all(map(is_, map(_REVIEWED, rows), repeat(None))) or all(
+            r is None or _reviewed_ok(r) for r in map(_REVIEWED, rows)
+        )
+        if not (groups_ok and reviewed_ok):
+            return None
+        toys = self._typed_toys(list(map(_TOYS, rows)))
+        if toys is None:
+            return None
+        self.record_lines = lines
+        categories, splits = list(map(_CATEGORY, rows)), list(map(_SPLIT, rows))
+        return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys, in_order)
+
+    def _typed_toys(self, toy_lists: list[list[_ToyRow]]) -> ToyColumn | None:
+        """The toys of every record (typed_columns): each distinct (name, level, ground, aliases) validated and
+        built once by _toy, then every record's toys checked to be a set; None when a toy or a record's toys are
+        not."""
+        counts = np.fromiter(map(len, toy_lists), dtype=np.int64, count=len(toy_lists))
+        keys = list(map(_TOY_KEY, chain.from_iterable(toy_lists)))
+        # Each toy's key -> the position of its first occurrence: one dict pass over all toys.
+        first: dict[tuple[Any, ...], int] = {}
+        positions = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=len(keys))
+        table: list[ToyAnnotation] = []
+        masks = np.zeros(len(first), dtype=np.uint64)
+        table_index = np.zeros(len(keys), dtype=np.int64)  # first occurrence -> table position
+        for key, at in first.items():
+            name, level, ground, aliases = key
+            raw: dict[str, Any] = {"name": name, "level": level, "ground": ground}
+            if aliases is not None:
+                raw["aliases"] = list(aliases)
+            toy = self._toy(raw, None, "toys")
+            if toy is None:
+                return None
+            table_index[at] = len(table)
+            masks[len(table)] = self._mask64(toy)
+            table.append(toy)
+        column = ToyColumn(table, table_index[positions], counts)
+        if (counts > 1).any() and not self._typed_toy_sets_ok(column, masks):
+            return None
+        return column
+
+    def _mask64(self, toy: ToyAnnotation) -> int:
+        """The toy's normalised names as bits of a 64-bit mask (name number i sets bit i mod 64)."""
+        bits = self._name_bit64
+        mask = 0
+        for norm in toy.name_set:
+            mask |= 1 << bits.setdefault(norm, len(bits) % 64)
+        return mask
+
+    @staticmethod
+    def _typed_toy_sets_ok(toys: ToyColumn, table_masks: np.ndarray) -> bool:
+        """Whether every record's toys are a set (_check_toy_set): when the OR of a record's toy masks has fewer bits
+        than their sum, two toys share a bit, and their names are compared; the rest pass with a few numpy passes."""
+        sizes = toys.counts
+        starts = np.cumsum(sizes) - sizes
+        nonempty = np.flatnonzero(sizes)
+        masks = table_masks[toys.index]
+        union = np.bitwise_or.reduceat(masks, starts[nonempty])
+        total = np.add.reduceat(_popcount64(masks), starts[nonempty])
+        for record in nonempty[_popcount64(union) != total].tolist():
+            at = toys.index[starts[record] : starts[record] + sizes[record]].tolist()
+            names = [toys.table[i].name_set for i in at]
+            if len(frozenset().union(*names)) != sum(map(len, names)):
+                return False
+        return True
+
     def record_checked(self, row: Any, line: int) -> EcacRecord | None:
         if not isinstance(row, dict):
             self.problem(line, "<record>", f"must be a JSON object, got {type(row).__name__}")
@@ -499,6 +755,68 @@ def jsonl_rows(path: Path, problem: Callable[[int, str, str], None]) -> Iterator
                     problem(lineno, "<json>", f"invalid JSON: {exc}")
 
 
+class _ToyRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A toy as the typed path decodes it (see _RecordRow)."""
+
+    name: str
+    level: Literal[LEVELS]  # type: ignore[valid-type]
+    ground: Literal[GROUNDS]  # type: ignore[valid-type]
+    aliases: tuple[str, ...] | None = None
+
+
+class _RecordRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A record as the typed path decodes it: msgspec checks the types in C while it parses. Only the documented
+    fields, and no other: a line with any other field (allowed, and ignored) or a value of another type is not
+    decoded, and its file takes the detailed path. So every value of a decoded line was read and checked, as orjson
+    reads it (msgspec skips an unknown field without checking all of it, e.g. its UTF-8)."""
+
+    id: str
+    image: str
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    area: str
+    caption: str
+    toys: list[_ToyRow]
+    split: str | None = None
+    group: str | None = None
+    reviewed: list[str] | None = None
+
+
+_RECORD_DECODER = msgspec.json.Decoder(_RecordRow)
+_TYPED_TEXT_FIELDS = (attrgetter("id"), attrgetter("image"), attrgetter("area"), attrgetter("caption"))
+_GROUP, _REVIEWED = attrgetter("group"), attrgetter("reviewed")
+_CATEGORY, _SPLIT = attrgetter("category"), attrgetter("split")
+_TOY_KEY = attrgetter("name", "level", "ground", "aliases")
+_STARTS_WITH_SLASH = methodcaller("startswith", "/")
+
+
+def _popcount64(values: np.ndarray) -> np.ndarray:
+    """The number of set bits of each uint64."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(values).astype(np.int64)
+    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+
+
+def typed_jsonl_rows(data: bytes, decoder: msgspec.json.Decoder[Any]) -> tuple[list[Any], list[int] | None] | None:
+    """Every non-blank line of a JSONL file's bytes decoded by a typed msgspec decoder, and the line number of each
+    row (None: row i is line i + 1); None when any such line does not decode. The fast path of a loader that has a
+    detailed path (jsonl_rows) to report the problems of a file this declines.
+
+    Lines are the file's lines as jsonl_rows reads them (split at b"\\n" only), each decoded on its own: a value
+    spanning lines, or two values on one line, does not decode, as with orjson."""
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:  # the newline that ends the last line
+        lines.pop()
+    try:
+        return list(map(decoder.decode, lines)), None
+    except msgspec.DecodeError:  # a blank line, or a line that does not decode (ValidationError is a DecodeError)
+        pass
+    numbered = list(compress(enumerate(lines, start=1), map(bytes.strip, lines)))
+    try:
+        return [decoder.decode(line) for _, line in numbered], [number for number, _ in numbered]
+    except msgspec.DecodeError:
+        return None
+
+
 def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     if path.is_dir():
         try:
@@ -526,9 +844,18 @@ def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
 
 
-def _parse(path: Path) -> tuple[list[EcacRecord], _Validator]:
+def _parse(path: Path) -> tuple[list[EcacRecord] | RecordColumns, _Validator]:
+    """The records of a data file (column by column when the typed path read it), and the validator that read it
+    (its problems, and where each record is)."""
     unit = "line" if path.suffix in (".jsonl", ".json") and not path.is_dir() else "row"
-    validator = _Validator(str(path), path.parent if not path.is_dir() else path, unit)
+    base_dir = path.parent if not path.is_dir() else path
+    validator = _Validator(str(path), base_dir, unit)
+    if unit == "line":
+        decoded = typed_jsonl_rows(path.read_bytes(), _RECORD_DECODER)
+        columns = validator.typed_columns(*decoded) if decoded is not None else None
+        if columns is not None:
+            return columns, validator
+        validator = _Validator(str(path), base_dir, unit)  # the detailed checks start afresh
     records: list[EcacRecord] = []
     fast, checked = validator.record_fast, validator.record_checked
     for line, row in _raw_rows(path, validator):
@@ -547,23 +874,20 @@ def validate_dataset(path: str | Path, check_images: bool = False) -> list[Probl
     path = Path(path)
     if not path.exists():
         return [Problem(str(path), None, "<file>", "does not exist")]
-    records, validator = _parse(path)
+    parsed, validator = _parse(path)
     problems = list(validator.problems)
     if check_images:
-        line_of = validator.first_seen
-        for record in records:
+        if isinstance(parsed, RecordColumns):
+            image_files: Sequence[str] = parsed.image_files()
+            lines: Sequence[int] = validator.record_lines or range(1, len(parsed) + 1)
+        else:
+            image_files = [record.image_file for record in parsed]
+            lines = [validator.first_seen[record.id] for record in parsed]
+        for image, line in zip(map(Path, image_files), lines):
             if len(problems) >= MAX_PROBLEMS:
                 break
-            if not record.image.is_file():
-                problems.append(
-                    Problem(
-                        str(path),
-                        line_of.get(record.id),
-                        "image",
-                        f"file not found: {record.image}",
-                        validator.unit,
-                    )
-                )
+            if not image.is_file():
+                problems.append(Problem(str(path), line, "image", f"file not found: {image}", validator.unit))
     return problems
 
 
@@ -579,14 +903,18 @@ def load_dataset(path: str | Path | None = None, split: str | None = None) -> Ec
     if not resolved.exists():
         raise FileNotFoundError(f"{resolved}: data file not found")
     with no_gc():
-        records, validator = _parse(resolved)
+        parsed, validator = _parse(resolved)
     if validator.problems:
         raise DataValidationError(validator.problems, validator.truncated)
+    splits = parsed.splits if isinstance(parsed, RecordColumns) else [r.split for r in parsed]
     if split is not None:
-        records = [r for r in records if r.split == split]
-        if not records:
-            found = sorted(Counter(r.split for r in _parse(resolved)[0]).keys(), key=str)
+        keep = [s == split for s in splits]
+        if not any(keep):
+            found = sorted(Counter(splits).keys(), key=str)
             raise ValueError(f"{resolved}: no record has split {split!r} (splits present: {found})")
+        parsed = parsed.take(np.asarray(keep)) if isinstance(parsed, RecordColumns) else list(compress(parsed, keep))
     is_sample = resolved.resolve() == SAMPLE_DATA.resolve()
     name = SAMPLE_NAME if is_sample else (resolved.stem if not resolved.is_dir() else resolved.name)
-    return EcacDataset(records, resolved, name, split)
+    if isinstance(parsed, RecordColumns):
+        return EcacDataset(None, resolved, name, split, columns=parsed)
+    return EcacDataset(parsed, resolved, name, split)

@@ -19,8 +19,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress
+from operator import not_
 from typing import Literal, Protocol
 
+import numpy as np
 from rapidfuzz import fuzz
 
 
@@ -73,6 +76,98 @@ def normalize_text(text: str) -> str:
     return " ".join(nfkc(text).lower().split())
 
 
+# normalize_many joins the texts it normalises with these separators. Each is a "stable" character: NFKC never
+# combines it with a neighbour or produces it, lower() leaves it alone and it breaks the final-sigma context (it is
+# neither cased nor case-ignorable), and it is not whitespace; so normalising the joined text normalises each text
+# on its own. The ASCII texts get an ASCII separator, so that lower() takes CPython's ASCII path.
+_ASCII_SEPARATOR = "\x00"
+_SEPARATOR = "\u2400"  # SYMBOL FOR NULL
+# The whitespace that can survive NFKC, but the ASCII space (every other kind folds to U+0020 under NFKC).
+_ASCII_OTHER_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def normalize_many(texts: Sequence[str]) -> list[str]:
+    """``[normalize_text(t) for t in texts]``, computed on all of them at once: several times faster at scale.
+
+    Exact by construction: the texts are joined with a stable separator (see _SEPARATOR), each step (NFKC, lower,
+    whitespace) is applied to the joined text only in a way that equals applying it to each text, and any case the
+    shortcut does not cover (a text holding the separator, a character outside the BMP, ...) takes the per-text
+    path. ASCII texts are NFKC already; the others get NFKC by mapping the characters that NFKC changes, found from
+    the text's distinct code units (as :func:`nfkc` does, per text)."""
+    ascii_flags = list(map(str.isascii, texts))
+    ascii_texts = list(compress(texts, ascii_flags))
+    other_texts = list(compress(texts, map(not_, ascii_flags)))
+    ascii_out = _normalize_ascii(ascii_texts)
+    other_out = _normalize_other(other_texts)
+    if not other_out:
+        return ascii_out
+    if not ascii_out:
+        return other_out
+    merged = np.empty(len(texts), dtype=object)
+    is_ascii = np.asarray(ascii_flags)
+    merged[is_ascii] = ascii_out
+    merged[~is_ascii] = other_out
+    return merged.tolist()
+
+
+def _normalize_ascii(texts: list[str]) -> list[str]:
+    if len(texts) < 2:
+        return list(map(normalize_text, texts))
+    sep = _ASCII_SEPARATOR
+    joined = sep.join(texts)
+    if joined.count(sep) != len(texts) - 1:
+        return list(map(normalize_text, texts))
+    joined = joined.lower()  # ASCII is NFKC already
+    if (
+        len(joined.encode("ascii").translate(None, _ASCII_OTHER_WHITESPACE)) != len(joined)
+        or "  " in joined
+        or " " + sep in joined
+        or sep + " " in joined
+        or joined[:1] == " "
+        or joined[-1:] == " "
+    ):
+        joined = _collapse_whitespace(joined, sep)
+    return joined.split(sep)
+
+
+def _normalize_other(texts: list[str]) -> list[str]:
+    if len(texts) < 2:
+        return list(map(normalize_text, texts))
+    sep = _SEPARATOR
+    joined = sep.join(texts)
+    if joined.count(sep) != len(texts) - 1:
+        return list(map(normalize_text, texts))
+    units = np.bincount(np.frombuffer(joined.encode("utf-16-le", "surrogatepass"), dtype=np.uint16), minlength=1)
+    present = {chr(code) for code in np.flatnonzero(units).tolist()}
+    if any("\ud800" <= ch <= "\udfff" for ch in present):  # a character outside the BMP: the per-text path
+        return list(map(normalize_text, texts))
+    _, table = _nfkc_changing_chars()
+    for ch in present & table.keys():  # NFKC output never holds one of these: each is replaced once and for all
+        joined = joined.replace(ch, table[ch])
+        present.discard(ch)
+        present.update(table[ch])
+    if not unicodedata.is_normalized("NFKC", joined):  # a sequence that NFKC changes as a whole
+        return list(map(normalize_text, texts))
+    if any(ch.lower() != ch for ch in present):
+        joined = joined.lower()
+        present = set("".join(ch.lower() for ch in present))
+    if (
+        any(ch.isspace() for ch in present - {" "})
+        or "  " in joined
+        or " " + sep in joined
+        or sep + " " in joined
+        or joined[:1] == " "
+        or joined[-1:] == " "
+    ):
+        joined = _collapse_whitespace(joined, sep)
+    return joined.split(sep)
+
+
+def _collapse_whitespace(joined: str, sep: str) -> str:
+    """Runs of whitespace to one space and each text trimmed, on texts joined by ``sep`` (not whitespace)."""
+    return " ".join(joined.split()).replace(" " + sep, sep).replace(sep + " ", sep)
+
+
 def needs_word_boundary(normalized_name: str) -> bool:
     """True when every character of the name is below U+3000 (the word-boundary rule applies)."""
     return all(ord(ch) < _BOUNDARY_LIMIT for ch in normalized_name)
@@ -91,6 +186,31 @@ def occurs_on_word_boundary(name: str, text: str) -> bool:
             return True
         start = text.find(name, start + 1)
     return False
+
+
+def _on_word_boundaries(names: list[str], name_of: np.ndarray, text_of: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """``occurs_on_word_boundary(names[name_of[k]], texts[text_of[k]])`` for every k, with C-level passes: each text
+    is padded with a space at both ends (so that the characters around the first occurrence are at valid indices,
+    and a space is a boundary as the text's ends are), the first occurrence's neighbours are looked up for all pairs
+    at once, and only where it is not on boundaries are the later occurrences looked for, one pair at a time."""
+    used = np.unique(text_of)
+    padded_used = [f" {text} " for text in map(texts.__getitem__, used.tolist())]
+    padded = list(map(padded_used.__getitem__, np.searchsorted(used, text_of).tolist()))
+    pair_names = list(map(names.__getitem__, name_of.tolist()))
+    starts = np.fromiter(map(str.find, padded, pair_names), dtype=np.int64, count=len(padded))
+    hit = np.flatnonzero(starts > 0)  # a normalised name never starts or ends with a space
+    hit_texts = list(map(padded.__getitem__, hit.tolist()))
+    lengths = np.array(list(map(len, names)), dtype=np.int64)[name_of[hit]]
+    before = map(str.__getitem__, hit_texts, (starts[hit] - 1).tolist())
+    after = map(str.__getitem__, hit_texts, (starts[hit] + lengths).tolist())
+    alnum = _ASCII_ALNUM.__contains__
+    blocked = np.fromiter(map(alnum, before), dtype=bool, count=len(hit))
+    blocked |= np.fromiter(map(alnum, after), dtype=bool, count=len(hit))
+    out = np.zeros(len(padded), dtype=bool)
+    out[hit[~blocked]] = True
+    for k in hit[blocked].tolist():
+        out[k] = occurs_on_word_boundary(pair_names[k], padded[k])
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -203,6 +323,36 @@ class ToyMatcher:
                     break
             flags.append(hit)
         return flags
+
+    def named_pairs(
+        self, toys: Sequence[MatchableToy], toy_of: np.ndarray, image_of: np.ndarray, normalized_texts: Sequence[str]
+    ) -> np.ndarray:
+        """For each pair k, whether toy ``toys[toy_of[k]]`` is named by ``normalized_texts[image_of[k]]``, under the
+        exact rule: :meth:`named_flags` for a whole dataset at once, its per-pair work done by C-level passes (each
+        pair's accepted names against its text, then the word-boundary check where a Latin-like name was found)."""
+        if self.config.mode != "exact":
+            raise ValueError("named_pairs applies the exact rule")
+        plans = [toy.match_names for toy in toys]
+        names = [norm for plan in plans for norm, _ in plan]
+        bounded = np.array([boundary for plan in plans for _, boundary in plan], dtype=bool)
+        per_toy = np.array(list(map(len, plans)), dtype=np.int64)
+        first_name = np.cumsum(per_toy) - per_toy
+        counts = per_toy[toy_of]  # accepted names of each pair
+        pair = np.repeat(np.arange(len(toy_of)), counts)
+        within = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
+        name_of = np.repeat(first_name[toy_of], counts) + within
+        image_of_pair = np.repeat(image_of, counts)
+        found = np.zeros(len(pair), dtype=bool)
+        edged = bounded[name_of]
+        plain = np.flatnonzero(~edged)
+        texts = map(normalized_texts.__getitem__, image_of_pair[plain].tolist())
+        found[plain] = np.fromiter(
+            map(str.__contains__, texts, map(names.__getitem__, name_of[plain].tolist())), dtype=bool, count=len(plain)
+        )
+        edged = np.flatnonzero(edged)
+        if edged.size:
+            found[edged] = _on_word_boundaries(names, name_of[edged], image_of_pair[edged], normalized_texts)
+        return np.bincount(pair[found], minlength=len(toy_of)) > 0
 
     def names(self, toy: MatchableToy, captions: Sequence[str]) -> bool:
         """Whether ``toy`` is named by any of the raw captions."""

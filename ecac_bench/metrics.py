@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import chain, compress, islice, repeat
+from operator import is_
+from typing import Any
 
 import numpy as np
 
-from ecac_bench.data import LEVELS, TOY_CLASSES, EcacRecord, ToyAnnotation, no_gc
+from ecac_bench.data import LEVELS, TOY_CLASSES, EcacDataset, EcacRecord, ToyAnnotation, ToyColumn, no_gc
+from ecac_bench.forking import fork_call
 from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, evaluate, point_estimate, ratio
 from ecac_bench.imagestats import bootstrap_ci as _bootstrap_ci
-from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_text
+from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_many, normalize_text
 from ecac_bench.predictions import Predictions
-
-if TYPE_CHECKING:
-    from ecac_bench.data import EcacDataset
 
 # Column order of the per-image count vectors; the metric key of column i is SUBSET_KEYS[i].
 SUBSET_KEYS: tuple[str, ...] = (
@@ -48,13 +48,19 @@ GROUND_WEIGHT: dict[str, float] = {"foreground": 1.0, "background": 0.5}
 LEVEL_SCORE: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
 _N = len(SUBSET_KEYS)
-# Maps per-class counts (TOY_CLASSES: the six ground x level classes) to per-subset counts (SUBSET_KEYS: all toys,
-# the three levels, then the six classes).
-_CLASS_TO_SUBSET = np.zeros((len(TOY_CLASSES), _N), dtype=np.int64)
-for _index, (_ground, _level) in enumerate(TOY_CLASSES):
-    _CLASS_TO_SUBSET[_index, 0] = 1
-    _CLASS_TO_SUBSET[_index, 1 + LEVELS.index(_level)] = 1
-    _CLASS_TO_SUBSET[_index, 4 + _index] = 1
+
+
+def _subset_counts(per_class: np.ndarray) -> np.ndarray:
+    """Per-class counts (images, 6; TOY_CLASSES: the six ground x level classes, foreground ones first) -> per-subset
+    counts (images, 10; SUBSET_KEYS: all toys, the three levels, then the six classes)."""
+    out = np.empty((len(per_class), _N), dtype=np.int64)
+    out[:, 4:] = per_class
+    for level in range(len(LEVELS)):
+        np.add(per_class[:, level], per_class[:, len(LEVELS) + level], out=out[:, 1 + level])
+    np.sum(out[:, 1:4], axis=1, out=out[:, 0])
+    return out
+
+
 _CLASS_REWARD = np.array([GROUND_WEIGHT[ground] * LEVEL_SCORE[level] for ground, level in TOY_CLASSES])
 _DEFAULT_MATCHER = ToyMatcher()
 
@@ -105,11 +111,44 @@ class _Arrays:
             hits += named_flags(toys, [normalize_text(c) for c in captions])
             base = 6 * i
             slots += [base + toy.toy_class for toy in toys]
+        return cls._of_slots(ids, np.asarray(slots, dtype=np.int64), np.asarray(hits, dtype=np.float64))
+
+    @classmethod
+    def count_columns(
+        cls, ids: list[str], toys: ToyColumn, captions: list[Sequence[str]], matcher: ToyMatcher
+    ) -> _Arrays:
+        """What :meth:`count` gives for the images ``ids`` (their toys, their raw captions) under the exact rule,
+        computed column by column: every caption normalised at once (normalize_many), every (toy, image) pair
+        matched at once (ToyMatcher.named_pairs). An image's normalised captions are joined with a newline: no
+        normalised name holds one, and it is no ASCII letter or digit, so a name occurs in the joined text exactly
+        when it occurs in one of the captions, on the same boundaries."""
         n = len(ids)
-        slot = np.asarray(slots, dtype=np.int64)
+        image_of = np.repeat(np.arange(n), toys.counts)
+        first_toy = np.concatenate([[0], np.cumsum(toys.counts)])
+
+        def named(lo: int, hi: int) -> np.ndarray:  # the toys of images lo..hi-1: named or not
+            texts = _normalized_texts(captions[lo:hi])
+            at = slice(first_toy[lo], first_toy[hi])
+            return matcher.named_pairs(toys.table, toys.index[at], image_of[at] - lo, texts)
+
+        # A large set is shared with a child process (ecac_bench.forking): it takes the second half of the images.
+        half = n // 2
+        child = fork_call(lambda: named(half, n), n)
+        first = named(0, half if child is not None else n)
+        second = child.result() if child is not None else None
+        if child is not None and second is None:  # the child failed: do its part here
+            second = named(half, n)
+        hits = first if second is None else np.concatenate([first, second])
+        classes = np.array([toy.toy_class for toy in toys.table], dtype=np.int64)
+        return cls._of_slots(ids, image_of * 6 + classes[toys.index], hits.astype(np.float64))
+
+    @classmethod
+    def _of_slots(cls, ids: Sequence[str], slot: np.ndarray, hits: np.ndarray) -> _Arrays:
+        """From one (image index x 6 + toy class, named 0/1) entry per toy."""
+        n = len(ids)
         total6 = np.bincount(slot, minlength=6 * n).reshape(n, 6)
-        named6 = np.bincount(slot, weights=np.asarray(hits, dtype=np.float64), minlength=6 * n).reshape(n, 6)
-        return cls(ids, named6.astype(np.int64) @ _CLASS_TO_SUBSET, total6 @ _CLASS_TO_SUBSET, named6 @ _CLASS_REWARD)
+        named6 = np.bincount(slot, weights=hits, minlength=6 * n).reshape(n, 6)
+        return cls(ids, _subset_counts(named6.astype(np.int64)), _subset_counts(total6), named6 @ _CLASS_REWARD)
 
     @classmethod
     def of(cls, scores: Sequence[ImageScore]) -> _Arrays:
@@ -134,9 +173,19 @@ class _Arrays:
         ]
 
     def rates(self) -> np.ndarray:
-        """Per-image rate per subset, NaN where the image has no toy in the subset."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.total > 0, self.named / np.maximum(self.total, 1), np.nan)
+        """Per-image rate per subset, 0 where the image has no toy in the subset."""
+        covered = self.total > 0
+        return np.divide(self.named, self.total, out=np.zeros(self.total.shape), where=covered)
+
+
+def _normalized_texts(captions: Sequence[Sequence[str]]) -> list[str]:
+    """Each image's captions normalised (normalize_many) and joined with a newline (see _Arrays.count_columns)."""
+    lengths = list(map(len, captions))
+    normalized = normalize_many(list(chain.from_iterable(captions)))
+    if len(normalized) == len(lengths) and min(lengths, default=1) == 1:  # one caption per image
+        return normalized
+    parts = iter(normalized)
+    return list(map("\n".join, map(islice, repeat(parts), lengths)))
 
 
 def score_image(
@@ -183,7 +232,7 @@ TTS = Estimator(
 
 def tts_statistics(arrays: _Arrays) -> ImageStats:
     """The per-image statistics of TTS and the reward (the module docstring defines them)."""
-    rates = np.nan_to_num(arrays.rates())
+    rates = arrays.rates()
     covered = arrays.total > 0
     columns: dict[str, Any] = {}
     for col, key in enumerate(SUBSET_KEYS):
@@ -269,20 +318,40 @@ def _score_captions(
     for field_name in by:
         if field_name not in ("category", "area"):
             raise ValueError(f"cannot break down by {field_name!r}; expected 'category' or 'area'")
-    all_records = list(dataset)
     # A plain mapping has no failed images (no copy into a Predictions: a 250k-image dict would cost time).
     loaded = predictions if isinstance(predictions, Predictions) else Predictions()
     failed = loaded.failed
-    records = [r for r in all_records if r.id not in failed] if failed else all_records
+    matcher = ToyMatcher(match)
     no_caption: tuple[str, ...] = ()
-    arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), ToyMatcher(match))
-    predicted = len(predictions.keys() & set(arrays.ids))
+    columns = dataset.columns if isinstance(dataset, EcacDataset) else None
+    groups_of: dict[str, Sequence[str]] = {}
+    if columns is not None and match.mode == "exact":  # a dataset read column by column, scored that way
+        n_images, ids, toys = len(columns), columns.ids, columns.toys
+        if failed:
+            kept = np.fromiter(map(failed.__contains__, ids), dtype=bool, count=len(ids)) ^ True
+            ids, toys = list(compress(ids, kept.tolist())), toys.take(kept)
+        if isinstance(predictions, dict) and len(predictions) == len(ids) and list(predictions) == ids:
+            captions, predicted = list(predictions.values()), len(ids)  # in the dataset's order: no lookups
+        else:
+            captions = list(map(predictions.get, ids, repeat(no_caption)))
+            predicted = len(ids) - sum(map(is_, captions, repeat(no_caption)))
+        arrays = _Arrays.count_columns(ids, toys, captions, matcher)
+        for field_name in by:
+            values = columns.categories if field_name == "category" else columns.areas
+            groups_of[field_name] = list(compress(values, kept.tolist())) if failed else values
+    else:
+        all_records = list(dataset)
+        n_images = len(all_records)
+        records = [r for r in all_records if r.id not in failed] if failed else all_records
+        arrays = _Arrays.count(((r.id, r.toys, predictions.get(r.id, no_caption)) for r in records), matcher)
+        predicted = len(predictions.keys() & set(arrays.ids))
+        groups_of = {field_name: [getattr(r, field_name) for r in records] for field_name in by}
     coverage: dict[str, Any] = {
-        "images": len(all_records),
+        "images": n_images,
         "predicted": predicted,
         **loaded.failure_summary(),
-        "missing": len(records) - predicted,
-        "fraction_predicted": predicted / len(all_records) if all_records else None,
+        "missing": len(arrays.ids) - predicted,
+        "fraction_predicted": predicted / n_images if n_images else None,
         "metric_images": _coverage_from_arrays(arrays),
     }
     stats = tts_statistics(arrays)
@@ -290,8 +359,8 @@ def _score_captions(
     result = TTSResult(measured.metrics, coverage, match, stats, measured.ci, measured.ci_config, _arrays=arrays)  # type: ignore[arg-type]
     for field_name in by:
         groups: dict[str, list[int]] = {}
-        for i, record in enumerate(records):
-            groups.setdefault(getattr(record, field_name), []).append(i)
+        for i, value in enumerate(groups_of[field_name]):
+            groups.setdefault(value, []).append(i)
         result.breakdown[field_name] = {
             value: {
                 "metrics": point_estimate(stats.take(idx), TTS),

@@ -16,11 +16,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter, methodcaller
 from pathlib import Path
 from typing import Any, Literal
 
-from ecac_bench.data import MAX_PROBLEMS, DataValidationError, EcacDataset, Problem, jsonl_rows, no_gc, problem_sink
-from ecac_bench.generations import N_FAILED_KEY, generation_failure
+import msgspec
+
+from ecac_bench.data import (
+    MAX_PROBLEMS,
+    DataValidationError,
+    EcacDataset,
+    Problem,
+    jsonl_rows,
+    no_gc,
+    problem_sink,
+    typed_jsonl_rows,
+)
+from ecac_bench.generations import LMMS_EVAL_FAILURE_MARKER, N_FAILED_KEY, generation_failure
 from ecac_bench.lmms_samples import looks_like_lmms_eval_samples, sample_entry
 
 PredictionsFormat = Literal["auto", "captions", "lmms-eval"]
@@ -134,6 +146,42 @@ def caption_entry(row: Any, file: str, line: int, problems: list[Problem]) -> En
     return rec_id, captions, failure
 
 
+class _CaptionRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A one-caption row as the typed path decodes it (ecac_bench.data.typed_jsonl_rows): any other row (several
+    captions, a failure, another field) sends its file to the detailed path."""
+
+    id: str
+    caption: str
+
+
+_CAPTION_DECODER = msgspec.json.Decoder(_CaptionRow)
+_ID, _CAPTION = attrgetter("id"), attrgetter("caption")
+_MARKED_FAILED = methodcaller("startswith", LMMS_EVAL_FAILURE_MARKER)
+
+
+def _typed_load(data: bytes, dataset: EcacDataset, allow_missing: bool) -> Predictions | None:
+    """The predictions of a file of one-caption rows, checked column by column: what _load gives when the file has
+    no problem, no failed generation and only such rows; None otherwise (then _load reads it and reports)."""
+    decoded = typed_jsonl_rows(data, _CAPTION_DECODER)
+    if decoded is None or not decoded[0]:
+        return None
+    rows = decoded[0]
+    ids, captions = list(map(_ID, rows)), list(map(_CAPTION, rows))
+    if not all(ids):
+        return None
+    # A failed generation (generation_failure): an empty or blank caption, or lmms-eval's failure marker.
+    if not all(captions) or any(map(str.isspace, captions)) or any(map(_MARKED_FAILED, map(str.lstrip, captions))):
+        return None
+    dataset_ids = dataset.ids
+    same_order = ids == dataset_ids  # every dataset id once, no other: nothing to look up
+    if not same_order:
+        known = set(dataset_ids)
+        if not all(map(known.__contains__, ids)) or (len(ids) < len(known) and not allow_missing):
+            return None
+    predictions = Predictions(zip(ids, [[caption] for caption in captions]), n_generations=len(ids))
+    return predictions if same_order or len(predictions) == len(ids) else None  # else a duplicate id
+
+
 def load_predictions(
     path: str | Path, dataset: EcacDataset, allow_missing: bool = False, format: PredictionsFormat = "auto"
 ) -> Predictions:
@@ -155,13 +203,14 @@ def load_predictions(
         hint = "pass --allow-missing to score them as empty captions"
         reader = caption_entry
     with no_gc():
-        return _load(path, dataset, allow_missing, reader, hint)
+        typed = _typed_load(path.read_bytes(), dataset, allow_missing) if reader is caption_entry else None
+        return typed if typed is not None else _load(path, dataset, allow_missing, reader, hint)
 
 
 def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowReader, missing_hint: str) -> Predictions:
     file = str(path)
     problems: list[Problem] = []
-    known = dataset.by_id
+    known = set(dataset.ids)
     predictions: dict[str, list[str]] = {}
     failed: dict[str, str] = {}
     n_failed_generations = n_generations = 0
@@ -211,7 +260,7 @@ def _load(path: Path, dataset: EcacDataset, allow_missing: bool, reader: RowRead
     if unknown:
         shown = ", ".join(f"{i!r} (line {n})" for n, i in unknown[:_SHOW_IDS])
         problems.append(Problem(file, None, "id", f"{len(unknown)} id(s) not in dataset {dataset.path}: {shown}"))
-    missing = [r.id for r in dataset.records if r.id not in predictions and r.id not in failed]
+    missing = [i for i in dataset.ids if i not in predictions and i not in failed]
     if missing and not allow_missing:
         shown = ", ".join(repr(i) for i in missing[:_SHOW_IDS])
         problems.append(

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -358,3 +359,182 @@ def test_name_masks_that_share_a_bit_only_cost_time(tmp_path, monkeypatch):
         assert (fast.record_fast(row, line) or fast.record_checked(row, line)) == checked.record_checked(row, line)
     assert fast.problems == [] and fast.record_fast(with_(id="c", toys=[_toy("x"), _toy("z")]), 3) is None
     assert fast.record_fast(with_(id="d", toys=[_toy("x"), _toy("y")]), 4) is not None
+
+
+def _detailed_parse(path):
+    """What _parse gives with the typed path turned off: the detailed checks alone (the code before the fast path)."""
+    import ecac_bench.data as data_module
+
+    typed, data_module.typed_jsonl_rows = data_module.typed_jsonl_rows, lambda data, decoder: None
+    try:
+        return data_module._parse(path)
+    finally:
+        data_module.typed_jsonl_rows = typed
+
+
+def _assert_typed_path_agrees(path):
+    """The typed path either declines the file (None: the detailed checks read it) or gives the records, lines and
+    identity that the detailed checks give, and then the detailed checks found no problem."""
+    from ecac_bench.data import RecordColumns, _parse, dataset_identity
+
+    parsed, validator = _parse(path)
+    detailed, checked = _detailed_parse(path)
+    assert validator.problems == checked.problems
+    if isinstance(parsed, RecordColumns):
+        assert checked.problems == [] and parsed.records() == detailed
+        lines = validator.record_lines or range(1, len(detailed) + 1)
+        assert list(lines) == [checked.first_seen[r.id] for r in detailed]
+        assert parsed.identity() == dataset_identity(detailed)
+    else:
+        assert parsed == detailed
+
+
+@given(
+    st.lists(_rows(), max_size=8),
+    st.lists(st.sampled_from(["", " \r", "{", "[1]", '{"id": "z"} {"id": "y"}']), max_size=2),
+)
+@settings(max_examples=300, deadline=None)
+def test_typed_path_agrees_with_the_detailed_checks(rows, junk):
+    """The same rows as above, written as a file (unique ids, so that the typed path often takes the whole file;
+    sometimes with blank, broken or doubled lines): a file's records and problems do not depend on the path."""
+    import tempfile
+
+    for i, row in enumerate(rows):
+        if isinstance(row.get("id"), str) and i % 3:
+            row["id"] = f"{row['id']}{i}"
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    for k, extra in enumerate(junk):
+        lines.insert(k % (len(lines) + 1), extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.jsonl"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _assert_typed_path_agrees(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(GOOD) + "\n\n  \r\n" + json.dumps(with_(id="b")) + "\r\n",  # blank lines, CRLF
+        json.dumps(GOOD) + "\n" + json.dumps(with_(id="b")),  # no newline at the end
+        json.dumps(GOOD) + " " + json.dumps(with_(id="b")) + "\n",  # two values on one line
+        json.dumps(GOOD, indent=1) + "\n",  # one value over several lines
+        "\ufeff" + json.dumps(GOOD) + "\n",  # a byte order mark
+        json.dumps(with_(extra={"note": 1e999})) + "\n",  # a field the typed rows do not declare
+        json.dumps(with_(toys=[{"name": "x", "level": "low", "ground": "foreground", "note": "n"}])) + "\n",
+        json.dumps(GOOD) + "\n" + json.dumps(with_(id="b", group="g", reviewed=["toys", "caption"], split=None)),
+        json.dumps(with_(id="b")) + "\n" + json.dumps(GOOD) + "\n",  # ids out of order
+        json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n",  # a duplicate id
+    ],
+)
+def test_typed_path_reads_lines_as_the_detailed_path_does(tmp_path, text):
+    path = tmp_path / "d.jsonl"
+    path.write_text(text, encoding="utf-8")
+    _assert_typed_path_agrees(path)
+
+
+def test_invalid_utf8_in_any_field_is_an_error_on_every_path(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(
+        json.dumps(GOOD).encode() + b"\n" + json.dumps(with_(id="b", note="@")).encode().replace(b"@", b"\xff") + b"\n"
+    )
+    _assert_typed_path_agrees(path)
+    (problem,) = validate_dataset(path)
+    assert (problem.line, problem.field) == (2, "<json>")
+
+
+def test_typed_jsonl_rows_line_numbers_and_refusals():
+    from ecac_bench.data import _RECORD_DECODER, typed_jsonl_rows
+
+    row = json.dumps(GOOD).encode()
+    rows, lines = typed_jsonl_rows(row + b"\n\n \t\n" + row + b"\n", _RECORD_DECODER)
+    assert [r.id for r in rows] == ["a", "a"] and lines == [1, 4]
+    assert typed_jsonl_rows(row + b"\n" + row, _RECORD_DECODER)[1] is None  # no blank line: row i is line i + 1
+    assert typed_jsonl_rows(b"", _RECORD_DECODER) == ([], None)
+    for bad in (row + b" " + row, row[:-1] + b"\n}", json.dumps(with_(x=1)).encode()):
+        assert typed_jsonl_rows(bad + b"\n", _RECORD_DECODER) is None
+
+
+def test_a_dataset_read_by_columns_builds_its_records_on_first_use(tmp_path):
+    from ecac_bench.data import dataset_identity
+
+    ds = load_dataset(SAMPLE_DATA)
+    assert ds.columns is not None and len(ds) == 60 and ds.ids[0] == ds.columns.ids[0]
+    sha = ds.sha256
+    assert sha == dataset_identity(_detailed_parse(SAMPLE_DATA)[0])
+    records = ds.records
+    assert ds.columns is None and ds.records is records and records == _detailed_parse(SAMPLE_DATA)[0]
+    assert ds.describe()["size"] == 60 and ds.by_id[records[3].id] is records[3]
+    ds.records = records[:5]
+    assert (
+        len(ds) == 5
+        and ds.sha256 == dataset_identity(records[:5]) != sha
+        and set(ds.by_id) == {r.id for r in records[:5]}
+    )
+    for split in ("test", "train"):
+        assert load_dataset(SAMPLE_DATA, split=split).records == [r for r in records if r.split == split]
+    assert load_dataset(SAMPLE_DATA, split="test").sha256 == dataset_identity([r for r in records if r.split == "test"])
+
+
+def test_column_identity_does_not_depend_on_record_order():
+    import random
+
+    from ecac_bench.data import RecordColumns, dataset_identity
+
+    columns = load_dataset(SAMPLE_DATA).columns
+    order = list(range(len(columns)))
+    random.Random(3).shuffle(order)
+    shuffled = RecordColumns(
+        *([column[i] for i in order] for column in (columns.ids, columns.images)),
+        columns.base_prefix,
+        *(
+            [column[i] for i in order]
+            for column in (columns.categories, columns.areas, columns.captions, columns.splits)
+        ),
+        columns.toys.reorder(order),
+    )
+    records = columns.records()
+    assert shuffled.records() == [records[i] for i in order]
+    assert shuffled.identity() == columns.identity() == dataset_identity(records)
+    keep = np.array([i % 3 == 0 for i in range(len(columns))])
+    assert columns.take(keep).records() == [r for r, k in zip(records, keep) if k]
+
+
+_NAMES = st.sampled_from(
+    ["积木", "积木 ", "lego", "LEGO", "ｌｅｇｏ", "unit blocks", "unit  blocks", "彩泥", "ﬁsh", "fish"]
+)
+
+
+@st.composite
+def _valid_rows(draw):
+    """Well-formed rows with unique ids, whose toys often share a name once normalised (an error only the set check
+    finds): the files the typed path takes whole, or declines for that one reason."""
+    rows = []
+    for i in range(draw(st.integers(1, 6))):
+        toys = [
+            {
+                "name": draw(_NAMES),
+                "level": draw(st.sampled_from(["low", "medium", "high"])),
+                "ground": draw(st.sampled_from(["foreground", "background"])),
+                **({"aliases": draw(st.lists(_NAMES, max_size=2))} if draw(st.booleans()) else {}),
+            }
+            for _ in range(draw(st.integers(0, 3)))
+        ]
+        rows.append(with_(id=f"r{draw(st.integers(0, 3))}-{i}", toys=toys))
+    return rows
+
+
+@given(_valid_rows(), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_typed_path_checks_that_an_image_s_toys_are_a_set(rows, one_bit):
+    """As above, on well-formed files; with ``one_bit`` every name sets the same bit of the toy masks, so that every
+    image with two toys takes the exact comparison of their names."""
+    import tempfile
+
+    from ecac_bench.data import _Validator
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        if one_bit:
+            patch.setattr(_Validator, "_mask64", lambda self, toy: 1)
+        path = Path(tmp) / "d.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+        _assert_typed_path_agrees(path)

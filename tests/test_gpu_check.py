@@ -94,7 +94,7 @@ def test_carried_wheels_cover_what_trl_and_datasets_require() -> None:
     for package in ("trl", "datasets", "multiprocess"):
         missing = _requirements(package) - MACHINE - CARRIED
         assert not missing, f"{package} needs {missing}"
-    assert {"orjson", "rapidfuzz", "trl", "datasets"} <= CARRIED
+    assert {"orjson", "msgspec", "rapidfuzz", "trl", "datasets"} <= CARRIED
     assert {"torch", "transformers", "accelerate", "pillow", "numpy", "jinja2", "pyyaml"} <= MACHINE
 
 
@@ -122,6 +122,7 @@ def test_wheel_list_and_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "dill",
         "multiprocess",
         "orjson",
+        "msgspec",
         "rapidfuzz",
     }
     (tmp_path / "trl-1.15.0-py3-none-any.whl").write_bytes(b"")

@@ -2,6 +2,7 @@
 
 import unicodedata
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,3 +113,62 @@ _TRICKY = "ＡＢｃ１，。、ﬁ①Ⅻ㍿\u0301\u0323\u0307e\u00e9\u1100\u116
 def test_fast_nfkc_equals_unicodedata(text):
     assert nfkc(text) == unicodedata.normalize("NFKC", text)
     assert normalize_text(text) == " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+# What a batched normaliser must not get wrong: its separators inside texts, marks and jamo at a text's edges (they
+# must not combine across texts), the final sigma at the edges, dotted capital I, whitespace of every kind (some
+# survive NFKC), characters outside the BMP (NFKC-changing and cased), zero-width characters, CJK and full width.
+_EDGES = (
+    _TRICKY + "\x00\u2400\u0301\u1161\u11a8ΣσςΟΔİI\u1e9e\u2003\u0085\x1c\x1f\u200b\u200d\ufeff\U0001d400\U00010400😀 a"
+)
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from(_EDGES) | st.characters(), max_size=12), max_size=12))
+@settings(max_examples=500, deadline=None)
+def test_normalize_many_is_normalize_text_of_each(texts):
+    from ecac_bench.matching import normalize_many
+
+    assert normalize_many(texts) == [normalize_text(t) for t in texts]
+    ascii_only = [t.encode("ascii", "ignore").decode() for t in texts]
+    assert normalize_many(ascii_only) == [normalize_text(t) for t in ascii_only]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["ΣΟΦΙΑΣ", "Σ", "AΣ", "Σa", "ΑΣ\u0301"],  # the final sigma at the edges of texts
+        ["e", "\u0301", "\u1100", "\u1161", "가", "\u11a8"],  # marks and jamo that would combine across texts
+        ["a\x00b", "c"],  # the ASCII separator in a text: each text on its own
+        ["积木\u2400", "玩"],  # the other separator
+        ["  x  ", "\t", "", " ", "y\u3000\u3000z"],
+        ["\U0001d40b\U0001d404\U0001d406\U0001d40e", "积木"],  # outside the BMP
+    ],
+)
+def test_normalize_many_edge_cases(texts):
+    from ecac_bench.matching import normalize_many
+
+    assert normalize_many(texts) == [normalize_text(t) for t in texts]
+
+
+_NAME_PARTS = ["car", "lego", "a", "1", "积木", "é", " ", "-", "ｌｅｇｏ", "Σ", "s", "\u0301"]
+_NAMES = st.lists(st.sampled_from(_NAME_PARTS), min_size=1, max_size=4).map("".join)
+_TEXTS = st.lists(st.sampled_from([*_NAME_PARTS, "x", "y", ".", "(", "2", "玩", "  "]), max_size=10).map("".join)
+
+
+@given(
+    st.lists(st.lists(_NAMES, min_size=1, max_size=3), min_size=1),
+    st.lists(st.tuples(st.integers(0, 20), _TEXTS)),
+)
+@settings(max_examples=300, deadline=None)
+def test_named_pairs_is_named_flags_for_every_image(names, images):
+    """Toys (each a name and aliases) and images (a text and which toys they have): named_pairs, all pairs at once,
+    says what named_flags says image by image."""
+    toys = [toy(*accepted) for accepted in names if any(normalize_text(n) for n in accepted)]
+    if not toys:
+        return
+    matcher = ToyMatcher()
+    texts = [normalize_text(text) for _, text in images]
+    toy_of = np.array([k % len(toys) for k, _ in images for _ in range(1 + k % 3)], dtype=np.int64)
+    image_of = np.array([i for i, (k, _) in enumerate(images) for _ in range(1 + k % 3)], dtype=np.int64)
+    expected = [matcher.named_flags([toys[t]], [texts[i]])[0] for t, i in zip(toy_of, image_of)]
+    assert matcher.named_pairs(toys, toy_of, image_of, texts).tolist() == expected

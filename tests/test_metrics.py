@@ -152,3 +152,73 @@ def test_fuzzy_mode_is_recorded_and_changes_matching():
 def test_metrics_are_finite_numbers_or_none():
     for value in score_captions(RECORDS, CAPTIONS).metrics.values():
         assert value is None or math.isfinite(value)
+
+
+def _report(argv):
+    """`ecac-bench score ARGV --json R` in this process: (exit code, the report's bytes)."""
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from ecac_bench.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        report = Path(tmp) / "report.json"
+        code = main([*map(str, argv), "--json", str(report)])
+        return code, report.read_bytes()
+
+
+def _detailed(patch):
+    """Turn the typed paths off: the detailed loaders and scoring record by record (the code before them)."""
+    import ecac_bench.data as data_module
+    import ecac_bench.predictions as predictions_module
+
+    patch.setattr(data_module, "typed_jsonl_rows", lambda data, decoder: None)
+    patch.setattr(predictions_module, "typed_jsonl_rows", lambda data, decoder: None)
+
+
+def test_fast_and_detailed_paths_write_byte_identical_reports_on_the_adversarial_set(tmp_path, monkeypatch):
+    """The adversarial Unicode / word-boundary set (ecac_bench.testing.adversarial): every report byte for byte the
+    same through the column-wise fast path and the detailed one, with its several-caption, missing and failed
+    images (the typed predictions path declines that file), and with one-caption rows only (it reads that one)."""
+    import json
+
+    from ecac_bench.testing.adversarial import CASES, write_adversarial_set
+
+    data, predictions = write_adversarial_set(tmp_path, 3 * len(CASES))
+    single = tmp_path / "single.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").split("\n") if line]
+    kept = [r for r in rows if "caption" in r and r["caption"].strip()]  # the rows of the typed path
+    single.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    for preds in (predictions, single):
+        argv = ["score", "--data", data, "--predictions", preds, "--allow-missing", "--allow-failed", "1000"]
+        argv += ["--by", "category", "--by", "area", "--n-boot", "50"]
+        fast = _report(argv)
+        with monkeypatch.context() as patch:
+            _detailed(patch)
+            assert _report(argv) == fast
+        assert fast[0] == 0 and json.loads(fast[1])["coverage"]["images"] == 3 * len(CASES)
+
+
+def test_a_second_process_changes_no_byte_of_the_report(tmp_path, monkeypatch):
+    """The work a child process takes over (ecac_bench.forking: the identity, half of the matching) gives the
+    report of one process, and a child that fails only means that the parent does the work."""
+    import ecac_bench.forking as forking
+    from ecac_bench.testing.adversarial import CASES, write_adversarial_set
+
+    data, predictions = write_adversarial_set(tmp_path, 2 * len(CASES))
+    argv = ["score", "--data", data, "--predictions", predictions, "--allow-missing", "--allow-failed", "1000"]
+    alone = _report(argv)
+    monkeypatch.setattr(forking, "MIN_RECORDS", 0)
+    monkeypatch.setattr(forking, "can_fork", lambda: True)  # also when the test runner has threads
+    results = []
+    real_result = forking.Forked.result
+    monkeypatch.setattr(forking.Forked, "result", lambda self: results.append(real_result(self)) or results[-1])
+    assert _report(argv) == alone and len(results) == 2 and all(r is not None for r in results)
+
+    def failed(self):  # as if the child had failed
+        real_result(self)
+
+    monkeypatch.setattr(forking.Forked, "result", failed)
+    assert _report(argv) == alone

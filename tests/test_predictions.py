@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecac_bench import DataValidationError, EcacDataset, EcacRecord, load_predictions, score_captions
 from ecac_bench.data import ToyAnnotation
@@ -154,3 +156,59 @@ def test_malformed_rows_name_line_and_field(tmp_path, row, field, message):
         load_predictions(path, dataset(2), allow_missing=True)
     (problem,) = info.value.problems
     assert (problem.line, problem.field) == (2, field) and message in problem.message
+
+
+def _load_both_ways(path, data, allow_missing):
+    """load_predictions with the typed path, then with the detailed reading alone (the code before the fast path):
+    each outcome is (captions, failed, counts) or the problems raised."""
+    import ecac_bench.predictions as predictions_module
+
+    def outcome():
+        try:
+            loaded = load_predictions(path, data, allow_missing=allow_missing)
+        except DataValidationError as exc:
+            return exc.problems, exc.truncated
+        return dict(loaded), loaded.failed, loaded.n_failed_generations, loaded.n_generations
+
+    typed = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictions_module, "typed_jsonl_rows", lambda data, decoder: None)
+        return typed, outcome()
+
+
+_CAPTIONS = st.sampled_from(["积木", "a car", "x", "孩子", "", " \t", MARKER, "  " + MARKER] + ["ok"] * 12)
+
+
+@st.composite
+def _prediction_rows(draw):
+    """Mostly well-formed one-caption rows for the ids of dataset(4) (the typed path's files), sometimes another
+    form, a failure, a duplicate, an unknown id, an extra field, a broken line."""
+    rows = [{"id": f"id{i}", "caption": draw(_CAPTIONS)} for i in range(4) if draw(st.integers(0, 9))]
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        row = draw(
+            st.sampled_from(
+                [
+                    {"id": "id1", "captions": ["a", "b"]},
+                    {"id": "id2", "error": "timeout"},
+                    {"id": "id3", "caption": "x", "failed": True},
+                    {"id": "id0", "caption": "again"},
+                    {"id": "zzz", "caption": "x"},
+                    {"id": "id2", "caption": "x", "model": "m"},
+                    {"id": "", "caption": "x"},
+                    "{broken",
+                ]
+            )
+        )
+        rows.insert(draw(st.integers(0, len(rows))), row)
+    return draw(st.permutations(rows))
+
+
+@given(_prediction_rows(), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_typed_path_agrees_with_the_detailed_reading(rows, allow_missing):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        typed, detailed = _load_both_ways(write(Path(tmp), rows), dataset(4), allow_missing)
+    assert typed == detailed
