@@ -14,9 +14,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from judge_server import JudgeServer
 from llm_helpers import fresh, make_client, requests_for
 from PIL import Image
@@ -24,10 +27,14 @@ from PIL import Image
 from ecac_bench.llm import (
     CacheWriteError,
     ChatRequest,
+    ClientConfig,
     ClientConfigError,
+    Endpoint,
     ImageRule,
     JsonSchema,
+    LLMClient,
     ResponseCache,
+    image_part,
     image_sha256,
     user_message,
 )
@@ -355,3 +362,275 @@ def test_resume_after_kill_resends_nothing_answered(judge, tmp_path):
     assert all(r.ok for r in results)
     assert judge.state.requests == 200 - stored
     assert sum(r.cached for r in results) == stored
+
+
+# -- the cached re-run's fast path: keys from pre-encoded pieces, one lookup per chunk, no job for a hit -------------
+
+
+def defined_components(client, request: ChatRequest) -> bytes:
+    """The key components by their definition (schema v2, docs/judges.md): one dict, orjson with sorted keys."""
+    messages, has_images = [], False
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image_path":
+                    parts.append({"type": "image", "sha256": image_sha256(part["path"])})
+                    has_images = True
+                else:
+                    parts.append(part)
+            message = {**message, "content": parts}
+        messages.append(message)
+    components = {
+        "v": 2,
+        "model": client.config.model,
+        "messages": messages,
+        "params": {**client.config.params, **request.params},
+        "template": request.template_version,
+    }
+    if request.response_format is not None:
+        components["response_format"] = request.response_format.key_part()
+    if has_images:
+        components["image"] = client.config.image.key_part()
+    return orjson.dumps(components, option=orjson.OPT_SORT_KEYS)
+
+
+class EchoTransport:
+    """Answers at once with the last text of the conversation (any message shape), reversed."""
+
+    def __init__(self, config) -> None:
+        pass
+
+    async def send(self, base_url, body):
+        content = body["messages"][-1]["content"]
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        return {
+            "choices": [{"message": {"content": text[::-1]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+
+    async def aclose(self) -> None:
+        pass
+
+
+def echo_client(db: Path, **options) -> LLMClient:
+    config = ClientConfig(Endpoint(("local://echo",), "echo-model"), **options)
+    return LLMClient(config, ResponseCache(db), transport=EchoTransport, progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    paths = [folder / "red.png", folder / "blue.png"]
+    Image.new("RGB", (8, 8), "red").save(paths[0])
+    Image.new("RGB", (8, 8), "blue").save(paths[1])
+    return paths
+
+
+SHARED_SCHEMAS = [JsonSchema("a", {"type": "object"}), JsonSchema("b", {"type": "array", "items": {"x": 1}})]
+texts = st.text(max_size=12)
+parts = st.one_of(
+    st.builds(lambda t: {"type": "text", "text": t}, texts), st.integers(0, 1).map(lambda i: {"type": "image", "i": i})
+)
+messages_strategy = st.lists(
+    st.tuples(st.sampled_from(["system", "user", "assistant"]), st.one_of(texts, st.lists(parts, max_size=3))),
+    min_size=1,
+    max_size=3,
+)
+request_strategy = st.tuples(
+    messages_strategy,
+    st.sampled_from(["", "t@1", "模板@2"]),
+    st.dictionaries(
+        st.sampled_from(["temperature", "max_tokens", "top_p", "seed"]),
+        st.one_of(st.integers(-5, 5000), st.floats(allow_nan=False, allow_infinity=False)),
+        max_size=2,
+    ),
+    # None, a schema shared by many requests (as the project's are), or a new schema object per request
+    st.one_of(st.none(), st.sampled_from(SHARED_SCHEMAS), st.builds(lambda n: JsonSchema(n, {"n": n}), texts)),
+)
+
+
+def build_request(spec, images) -> ChatRequest:
+    messages, template, params, response_format = spec
+    built = []
+    for role, content in messages:
+        if isinstance(content, list):
+            content = [image_part(images[p["i"]]) if p["type"] == "image" else p for p in content]
+        built.append({"role": role, "content": content})
+    return ChatRequest(tuple(built), template, params, response_format)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(request_strategy, min_size=1, max_size=25), st.sampled_from([None, 64]))
+def test_keys_are_the_defined_components_whatever_the_requests(tmp_path_factory, two_images, specs, max_side):
+    """The key pieces encoded once per run (model, params, template, format, image rule) and the messages encoded
+    per request give the very bytes of the definition, for every request of a run and for client.key alone."""
+    db = tmp_path_factory.mktemp("k") / "c.sqlite"
+    client = echo_client(db, image=ImageRule(max_side=max_side))
+    requests = [build_request(spec, two_images) for spec in specs]
+    expected = {defined_components(client, r) for r in requests}
+    assert all(client.components(r) == defined_components(client, r) for r in requests)
+    assert all(client.key(r) == key_of(defined_components(client, r)) for r in requests)
+    assert all(r.ok for r in client.complete(requests))
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        stored = con.execute("SELECT key, components FROM key_components").fetchall()
+    assert {components for _, components in stored} == expected
+    assert all(key == key_of(components) for key, components in stored)
+
+
+def test_find_returns_positions_of_the_keys_it_has(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    keys = [key_of(b"%d" % i) for i in range(5)]
+    for i in (1, 3):
+        cache.put(keys[i], b"%d" % i, CachedAnswer(f"answer {i}", i, 10 * i))
+    assert cache.find([]) == [] and cache.get_many([]) == {}
+    assert sorted(cache.find(keys)) == [(1, "answer 1", 1, 10), (3, "answer 3", 3, 30)]
+    assert sorted(cache.find([keys[3], keys[0], keys[3]])) == [(0, "answer 3", 3, 30), (2, "answer 3", 3, 30)]
+    assert cache.get_many([keys[4], keys[3]]) == {keys[3]: CachedAnswer("answer 3", 3, 30)}
+    with pytest.raises(ValueError, match="32 bytes"):
+        cache.find([keys[0], b"short"])  # positions in one blob: a key of another size would shift them
+
+
+class RecordingBar:
+    """Stands in for tqdm: records every update."""
+
+    updates: ClassVar[list[int]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        RecordingBar.updates = []
+
+    def update(self, n: int) -> None:
+        RecordingBar.updates.append(n)
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_cached_rerun_answers_in_order_and_sends_each_miss_once(judge, tmp_path, monkeypatch):
+    db = tmp_path / "c.sqlite"
+    first = make_client(judge.base_url, db).complete(requests_for([f"cached {i}" for i in range(700)]))
+    answer = {f"cached {i}": r for i, r in enumerate(first)}
+    # More than one chunk (512): hits, misses, and repeats of both, interleaved.
+    mixed = []
+    for i in range(700):
+        mixed.append(f"cached {i}")
+        if i % 3 == 0:
+            mixed.append(f"new {i}")
+        if i % 50 == 0:
+            mixed += [f"cached {i}", f"new {i}", f"new {i}"]
+    judge.state.reset()
+    monkeypatch.setattr("ecac_bench.llm.engine.tqdm", RecordingBar)
+    client = make_client(judge.base_url, db)
+    results = client.complete(requests_for(mixed))
+    assert sum(RecordingBar.updates) == len(mixed)  # the bar counts every request, hits in batches
+    new = {t for t in mixed if t.startswith("new")}
+    assert judge.state.requests == len(new) == client.stats.answered  # every miss paid once, no hit sent
+    for text, result in zip(mixed, results, strict=True):
+        if text.startswith("cached"):
+            assert result.cached and (result.text, result.prompt_tokens) == (
+                answer[text].text,
+                answer[text].prompt_tokens,
+            )
+        else:
+            assert result.ok and not result.cached
+    assert client.stats.requests == len(mixed) and client.stats.failed == 0
+    hits = {t for t in mixed if t.startswith("cached")}
+    assert len(hits) <= client.stats.cached <= len(mixed) - len(new)  # distinct per chunk
+    paid = {t: r for t, r in zip(mixed, results) if not r.cached}
+    assert client.stats.new_prompt_tokens == sum(r.prompt_tokens for r in paid.values())
+    # usage counts each distinct cached answer of a chunk once
+    cached_tokens = client.stats.prompt_tokens - client.stats.new_prompt_tokens
+    assert (
+        sum(answer[t].prompt_tokens for t in hits) <= cached_tokens <= sum(r.prompt_tokens for r in results if r.cached)
+    )
+
+
+def test_hits_of_a_chunk_stream_in_the_requests_order(tmp_path):
+    db = tmp_path / "c.sqlite"
+    requests = requests_for([f"ordered {i}" for i in range(300)])
+    echo_client(db).complete(requests)
+    client = echo_client(db)
+
+    async def indices() -> list[int]:
+        return [i async for i, result in client.astream(requests) if result.cached]
+
+    assert asyncio.run(indices()) == list(range(300))  # keys sort otherwise: the lookup's order is not the answers'
+
+
+def test_hits_are_answered_while_a_request_held_elsewhere_waits(judge, tmp_path):
+    db = tmp_path / "c.sqlite"
+    cached, held = requests_for(["in the cache", "claimed by another live process"])
+    make_client(judge.base_url, db).complete([cached])
+    judge.state.reset()
+    client = make_client(judge.base_url, db)
+    other = ResponseCache(db)
+    with other._db:
+        other._db.execute("INSERT INTO claims VALUES (?, 'other:2:y', ?)", (client.key(held), time.time() + 60))
+
+    async def scenario():
+        seen = []
+        async with contextlib.aclosing(client.astream([cached, held])) as stream:
+            async for index, result in stream:
+                seen.append((index, result.text, result.cached))
+                if index == 0:  # the hit came first; now the other process answers
+                    other.put(client.key(held), client.components(held), CachedAnswer("FROM ELSEWHERE", 1, 1))
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert seen[0][0] == 0 and seen[0][2] and seen[1] == (1, "FROM ELSEWHERE", True)
+    assert judge.state.requests == 0
+
+
+def test_a_lookup_that_fails_stops_the_run_before_anything_is_sent(judge, tmp_path, monkeypatch):
+    client = make_client(judge.base_url, tmp_path / "c.sqlite")
+
+    def failing_find(self, keys):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ResponseCache, "find", failing_find)
+    with pytest.raises(CacheWriteError, match="disk I/O error"):
+        client.complete(requests_for([f"lookup {i}" for i in range(10)]))
+    assert judge.state.requests == 0 and client.stats.failed == 10
+
+
+def test_a_write_failure_in_a_rerun_keeps_the_new_answers_and_sends_no_hit(judge, tmp_path, monkeypatch):
+    db = tmp_path / "c.sqlite"
+    make_client(judge.base_url, db).complete(requests_for([f"old {i}" for i in range(20)]))
+    judge.state.reset()
+
+    def failing_put(self, rows, owner=None):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ResponseCache, "put_many", failing_put)
+    client = make_client(judge.base_url, db)
+    new = requests_for([f"new {i}" for i in range(10)])
+    with pytest.raises(CacheWriteError):
+        client.complete(requests_for([f"old {i}" for i in range(20)]) + new)
+    rows = [orjson.loads(line) for line in (tmp_path / "c.fallback.jsonl").read_bytes().splitlines()]
+    assert 1 <= len(rows) == judge.state.answered <= judge.state.requests <= 10  # every answer received is kept
+    assert {row["key"] for row in rows} <= {client.key(r).hex() for r in new}  # hits were never sent
+    assert client.stats.cached == 20
+
+
+def test_an_image_is_hashed_once_per_chunk(tmp_path, two_images, monkeypatch):
+    calls = []
+    real = image_sha256
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr("ecac_bench.llm.engine.image_sha256", counting)
+    client = echo_client(tmp_path / "c.sqlite")
+    requests = [ChatRequest((user_message(f"question {i}", [two_images[i % 2]]),)) for i in range(40)]
+    assert all(r.ok for r in client.complete(requests))
+    assert sorted(calls) == sorted(str(p.resolve()) for p in two_images)
+    image = tmp_path / "changing.png"
+    Image.new("RGB", (8, 8), "red").save(image)
+    client.complete([ChatRequest((user_message("what is it?", [image]),))])
+    Image.new("RGB", (8, 8), "green").save(image)  # the next run looks at the file again: a new request
+    assert not client.complete([ChatRequest((user_message("what is it?", [image]),))])[0].cached

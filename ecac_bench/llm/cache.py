@@ -75,14 +75,15 @@ _SCHEMA = (
 )
 
 
-_LOOKUP: dict[int, str] = {}
-
-
-def _lookup(n: int) -> str:
-    """The lookup query for ``n`` keys (made once per size: SQLite's statement cache then reuses the plan)."""
-    marks = ",".join("?" * n)
-    _LOOKUP[n] = f"SELECT key, text, prompt_tokens, completion_tokens FROM answers WHERE key IN ({marks})"
-    return _LOOKUP[n]
+KEY_BYTES = 32
+# The lookup of many keys in one statement: the keys travel as one blob (32 bytes each) and are looked up one after
+# the other in the primary key (positions outside, answers inside: CROSS JOIN fixes that order); a row names its key
+# by its position. Cheaper than ``key IN (?, ?, ...)``: no parameter per key, no temporary index of them.
+_FIND = (
+    "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?2) "
+    "SELECT k.i, a.text, a.prompt_tokens, a.completion_tokens FROM k CROSS JOIN answers AS a "
+    f"ON a.key = substr(?1, {KEY_BYTES} * k.i + 1, {KEY_BYTES})"
+)
 
 
 def _dead(owner: str) -> bool:
@@ -166,13 +167,17 @@ class ResponseCache:
     # -- reading ---------------------------------------------------------------------------------------------
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, CachedAnswer]:
-        found: dict[bytes, CachedAnswer] = {}
-        keys = sorted(keys)  # B-tree order: each page is visited once, left to right (~20 % faster)
-        for start in range(0, len(keys), _CHUNK):
-            part = keys[start : start + _CHUNK]
-            query = _LOOKUP.get(len(part)) or _lookup(len(part))
-            found.update({k: CachedAnswer(t, p, c) for k, t, p, c in self._db.execute(query, part)})
-        return found
+        return {keys[i]: CachedAnswer(text, pt, ct) for i, text, pt, ct in self.find(keys)}
+
+    def find(self, keys: Sequence[bytes]) -> list[tuple[int, str, int, int]]:
+        """The answers for ``keys`` as SQLite's own rows ``(position in keys, text, prompt_tokens,
+        completion_tokens)``, one statement for all of them: the lookup of a cached re-run, which makes nothing else
+        per row. Sorted keys are found faster (each B-tree page is visited once, left to right)."""
+        if not keys:
+            return []
+        if any(len(key) != KEY_BYTES for key in keys):
+            raise ValueError(f"cache keys are {KEY_BYTES} bytes")
+        return self._db.execute(_FIND, (b"".join(keys), len(keys))).fetchall()
 
     def get_v1(self, keys: Sequence[str]) -> dict[str, CachedAnswer]:
         """Answers of a v1 file (hex keys), for the lazy migration of :class:`~ecac_bench.llm.engine.LLMClient`."""

@@ -96,23 +96,81 @@ def token_count(usage: Any, name: str) -> int | None:
     return None
 
 
-def _keyed_messages(messages: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], bool]:
-    """Messages as the key sees them: image parts by content hash; and whether there was an image."""
-    keyed: list[Mapping[str, Any]] = []
-    has_images = False
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                if part.get("type") == "image_path":
-                    parts.append({"type": "image", "sha256": image_sha256(part["path"])})
-                    has_images = True
-                else:
-                    parts.append(part)
-            message = {**message, "content": parts}
-        keyed.append(message)
-    return keyed, has_images
+_SORTED = orjson.OPT_SORT_KEYS
+# Distinct (template, response format) pairs whose encoded key tail a run keeps (a run has a handful).
+_MAX_TAILS = 64
+
+
+class _KeyFragments:
+    """Builds :meth:`LLMClient.components` from pieces encoded once. The components are one JSON object with sorted
+    keys (image < messages < model < params < response_format < template < v) and within a run only the messages
+    change from request to request: the rest is encoded once per (template, response format) and joined around them.
+    The bytes are exactly ``orjson.dumps(components, option=OPT_SORT_KEYS)`` of the components as a dict
+    (tests/test_llm_engine.py pins them against that definition)."""
+
+    def __init__(self, client: LLMClient) -> None:
+        config = client.config
+        self._params = client._params
+        self._model = orjson.dumps(config.model)
+        self._with_image = b'{"image":' + orjson.dumps(config.image.key_part(), option=_SORTED) + b',"messages":'
+        # (template, id of the response format) -> (the format, kept alive so that its id stays its own; the tail)
+        self._tails: dict[tuple[str, int], tuple[Any, bytes]] = {}
+        # Image path -> content hash, for the requests of one chunk (keyed within moments of each other; the next
+        # chunk looks at the file again): the questions of one image cost one stat of its file, not one each.
+        self.image_hashes: dict[str, str] = {}
+
+    def _keyed_messages(self, messages: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], bool]:
+        """Messages as the key sees them: image parts by content hash; and whether there was an image."""
+        keyed: list[Mapping[str, Any]] = []
+        has_images = False
+        hashes = self.image_hashes
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    if part.get("type") == "image_path":
+                        path = part["path"]
+                        sha = hashes.get(path)
+                        if sha is None:
+                            sha = hashes[path] = image_sha256(path)
+                        parts.append({"type": "image", "sha256": sha})
+                        has_images = True
+                    else:
+                        parts.append(part)
+                message = {**message, "content": parts}
+            keyed.append(message)
+        return keyed, has_images
+
+    def _tail(self, request: ChatRequest) -> bytes:
+        params = {**self._params, **request.params} if request.params else self._params
+        parts = [b',"model":', self._model, b',"params":', orjson.dumps(params, option=_SORTED)]
+        if request.response_format is not None:
+            parts += [b',"response_format":', orjson.dumps(request.response_format.key_part(), option=_SORTED)]
+        parts += [b',"template":', orjson.dumps(request.template_version), b',"v":%d}' % KEY_VERSION]
+        return b"".join(parts)
+
+    def components(self, request: ChatRequest) -> bytes:
+        messages: Sequence[Mapping[str, Any]] = request.messages
+        opening = b'{"messages":'
+        for message in messages:
+            if not isinstance(message.get("content"), str):
+                messages, has_images = self._keyed_messages(messages)
+                if has_images:
+                    opening = self._with_image
+                break
+        if request.params:
+            tail = self._tail(request)
+        else:
+            slot = (request.template_version, id(request.response_format))
+            entry = self._tails.get(slot)
+            if entry is not None:
+                tail = entry[1]
+            else:
+                tail = self._tail(request)
+                if len(self._tails) < _MAX_TAILS:
+                    self._tails[slot] = (request.response_format, tail)
+        return b"".join((opening, orjson.dumps(messages, option=_SORTED), tail))
 
 
 class RateLimiter:
@@ -202,24 +260,7 @@ class LLMClient:
     def components(self, request: ChatRequest) -> bytes:
         """The request's key components as canonical JSON: key version, model, messages (images by content hash),
         sampling parameters, template version, and, when present, the response format and the image rule."""
-        messages: Sequence[Mapping[str, Any]] = request.messages
-        has_images = False
-        for message in messages:
-            if not isinstance(message.get("content"), str):
-                messages, has_images = _keyed_messages(messages)
-                break
-        components: dict[str, Any] = {
-            "v": KEY_VERSION,
-            "model": self.config.model,
-            "messages": messages,
-            "params": {**self._params, **request.params} if request.params else self._params,
-            "template": request.template_version,
-        }
-        if request.response_format is not None:
-            components["response_format"] = request.response_format.key_part()
-        if has_images:
-            components["image"] = self.config.image.key_part()
-        return orjson.dumps(components, option=orjson.OPT_SORT_KEYS)
+        return _KeyFragments(self).components(request)
 
     def key(self, request: ChatRequest) -> bytes:
         """The 32-byte cache key of a request (sha256 of :meth:`components`)."""
@@ -301,6 +342,7 @@ class _Run:
     def __init__(self, client: LLMClient, desc: str, total: int | None) -> None:
         self.client = client
         self.config = client.config
+        self.fragments = _KeyFragments(client)
         self.cache = client.cache
         self.stats = client.stats
         self.done: list[tuple[int, ChatResult]] = []
@@ -367,10 +409,12 @@ class _Run:
             await self.close()
 
     def _admit(self, chunk: list[tuple[int, ChatRequest]]) -> None:
-        """Key a chunk of requests, answer what the cache has, claim and queue the rest."""
-        fresh: dict[bytes, _Job] = {}
+        """Key a chunk of requests; answer the cache's hits in the chunk's order (one lookup for the chunk, no job
+        made for a hit); join requests identical to one in flight; claim and queue the rest."""
         self.stats.requests += len(chunk)
-        components_of = self.client.components
+        self.fragments.image_hashes.clear()
+        components_of = self.fragments.components
+        keyed: list[tuple[int, ChatRequest, bytes, bytes]] = []
         for index, request in chunk:
             try:
                 components = components_of(request)
@@ -378,31 +422,57 @@ class _Run:
                 self._emit([index], ChatResult(None, error=str(exc)))
                 self._count_failure(str(exc))
                 continue
-            key = key_of(components)
-            job = self.jobs.get(key) or fresh.get(key)
+            keyed.append((index, request, key_of(components), components))
+        jobs, cache = self.jobs, self.cache
+        hits: dict[bytes, ChatResult] = {}
+        failed = False
+        if cache is not None:
+            try:
+                # Requests identical to one in flight are not looked up: they join it below.
+                wanted = sorted({key for _, _, key, _ in keyed if key not in jobs})
+                rows = cache.find(wanted)
+            except sqlite3.Error as exc:
+                self._on_cache_error(exc)
+                failed = True
+            else:
+                hits = {wanted[i]: ChatResult(text, True, None, pt, ct) for i, text, pt, ct in rows}
+        fresh: dict[bytes, _Job] = {}
+        done, emitted = self.done, 0
+        for index, request, key, components in keyed:
+            result = hits.get(key)
+            if result is not None:
+                done.append((index, result))
+                emitted += 1
+                continue
+            job = jobs.get(key) or fresh.get(key)
             if job is not None:  # identical to a request in flight or in this chunk: sent once
                 job.indices.append(index)
-                continue
-            fresh[key] = _Job(key, components, request, [index])
+            else:
+                fresh[key] = _Job(key, components, request, [index])
+        if hits:
+            self._count_cached(hits.values(), emitted)
         if not fresh:
             return
-        if self.cache is None:
+        if cache is None:
             for job in fresh.values():
                 self._queue(job)
             return
-        try:
-            self._admit_cached(fresh)
-        except sqlite3.Error as exc:
-            self._on_cache_error(exc)
-            for job in fresh.values():
-                self._emit(job.indices, ChatResult(None, error="not sent: the response cache failed"))
-                self._count_failure("not sent: the response cache failed")
+        if not failed:
+            try:
+                self._admit_misses(fresh)
+                return
+            except sqlite3.Error as exc:
+                self._on_cache_error(exc)
+        for job in fresh.values():
+            self._emit(job.indices, ChatResult(None, error="not sent: the response cache failed"))
+            self._count_failure("not sent: the response cache failed")
 
-    def _admit_cached(self, fresh: dict[bytes, _Job]) -> None:
+    def _admit_misses(self, fresh: dict[bytes, _Job]) -> None:
+        """Requests the cache had no answer for: a v1 answer, an answer committed meanwhile, a live claim of another
+        process (wait for it), or ours to send."""
         cache = self.cache
         assert cache is not None
-        self._emit_cached_many([(fresh.pop(key), answer) for key, answer in cache.get_many(list(fresh)).items()])
-        if fresh and cache.has_v1:
+        if cache.has_v1:
             self._migrate_v1(fresh)
         if not fresh:
             return
@@ -472,20 +542,19 @@ class _Run:
         self.bar.update(len(indices))
 
     def _emit_cached(self, job: _Job, answer: CachedAnswer) -> None:
-        self._emit_cached_many([(job, answer)])
+        result = ChatResult(answer.text, True, None, answer.prompt_tokens, answer.completion_tokens)
+        self.done.extend((index, result) for index in job.indices)
+        self._count_cached((result,), len(job.indices))
 
-    def _emit_cached_many(self, hits: list[tuple[_Job, CachedAnswer]]) -> None:
-        """Results for cache hits (the hot path of a re-run: counters and the bar updated once per batch)."""
-        done, emitted, prompt, completion = self.done, 0, 0, 0
-        for job, (text, pt, ct) in hits:
-            result = ChatResult(text, True, None, pt, ct)
-            prompt += pt
-            completion += ct
-            for index in job.indices:
-                done.append((index, result))
-            emitted += len(job.indices)
+    def _count_cached(self, results: Iterable[ChatResult], emitted: int) -> None:
+        """Counters and the bar for distinct cached answers, once per batch (``emitted``: the results they gave)."""
+        n = prompt = completion = 0
+        for result in results:
+            n += 1
+            prompt += result.prompt_tokens
+            completion += result.completion_tokens
         s = self.stats
-        s.cached += len(hits)
+        s.cached += n
         s.prompt_tokens += prompt
         s.completion_tokens += completion
         self.bar.update(emitted)
