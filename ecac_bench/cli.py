@@ -66,13 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:  # a report that does not follow the schema: a bug, said plainly
         error(f"the report does not follow schema 2 (docs/report_schema.md): {exc}")
         return 2
-    except (DataValidationError, FileNotFoundError, ImportError, ValueError, ClientConfigError, RunStoppedError) as exc:
-        # Bad input, a missing optional extra, an endpoint that rejects every request, or a response cache that
-        # failed on write: a clear message and exit code 2, no traceback. Judge answers received before the run
-        # stopped are already in the response cache (or in the fallback file the message names).
-        error(_message(exc))
-        return 2
-    except OSError as exc:  # a folder where a file is expected, permission denied, a full disk: one line, exit 2
+    except (DataValidationError, OSError, ImportError, ValueError, ClientConfigError, RunStoppedError) as exc:
+        # Bad input (a folder where a file is expected, permission denied, a full disk among them), a missing
+        # optional extra, an endpoint that rejects every request, or a response cache that failed on write: a clear
+        # message and exit code 2, no traceback. Judge answers received before the run stopped are already in the
+        # response cache (or in the fallback file the message names).
         error(_message(exc))
         return 2
 
