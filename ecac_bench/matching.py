@@ -110,32 +110,27 @@ def normalize_many(texts: Sequence[str]) -> list[str]:
     return merged.tolist()
 
 
-def _normalize_ascii(texts: list[str]) -> list[str]:
+def _joined(texts: list[str], sep: str) -> str | None:
+    """The texts joined by ``sep``, or None when batching cannot be exact (fewer than two texts, or ``sep`` inside
+    one of them): the caller then normalises text by text."""
     if len(texts) < 2:
-        return list(map(normalize_text, texts))
-    sep = _ASCII_SEPARATOR
+        return None
     joined = sep.join(texts)
-    if joined.count(sep) != len(texts) - 1:
+    return joined if joined.count(sep) == len(texts) - 1 else None
+
+
+def _normalize_ascii(texts: list[str]) -> list[str]:
+    sep = _ASCII_SEPARATOR
+    if (joined := _joined(texts, sep)) is None:
         return list(map(normalize_text, texts))
     joined = joined.lower()  # ASCII is NFKC already
-    if (
-        len(joined.encode("ascii").translate(None, _ASCII_OTHER_WHITESPACE)) != len(joined)
-        or "  " in joined
-        or " " + sep in joined
-        or sep + " " in joined
-        or joined[:1] == " "
-        or joined[-1:] == " "
-    ):
-        joined = _collapse_whitespace(joined, sep)
-    return joined.split(sep)
+    other_whitespace = len(joined.encode("ascii").translate(None, _ASCII_OTHER_WHITESPACE)) != len(joined)
+    return _collapsed(joined, sep, other_whitespace).split(sep)
 
 
 def _normalize_other(texts: list[str]) -> list[str]:
-    if len(texts) < 2:
-        return list(map(normalize_text, texts))
     sep = _SEPARATOR
-    joined = sep.join(texts)
-    if joined.count(sep) != len(texts) - 1:
+    if (joined := _joined(texts, sep)) is None:
         return list(map(normalize_text, texts))
     units = np.bincount(np.frombuffer(joined.encode("utf-16-le", "surrogatepass"), dtype=np.uint16), minlength=1)
     present = {chr(code) for code in np.flatnonzero(units).tolist()}
@@ -151,16 +146,23 @@ def _normalize_other(texts: list[str]) -> list[str]:
     if any(ch.lower() != ch for ch in present):
         joined = joined.lower()
         present = set("".join(ch.lower() for ch in present))
+    other_whitespace = any(ch.isspace() for ch in present - {" "})
+    return _collapsed(joined, sep, other_whitespace).split(sep)
+
+
+def _collapsed(joined: str, sep: str, other_whitespace: bool) -> str:
+    """``joined`` with whitespace collapsed and each text trimmed, when some text needs it (whitespace other than a
+    space, a double space, or a space at a text's start or end)."""
     if (
-        any(ch.isspace() for ch in present - {" "})
+        other_whitespace
         or "  " in joined
         or " " + sep in joined
         or sep + " " in joined
         or joined[:1] == " "
         or joined[-1:] == " "
     ):
-        joined = _collapse_whitespace(joined, sep)
-    return joined.split(sep)
+        return _collapse_whitespace(joined, sep)
+    return joined
 
 
 def _collapse_whitespace(joined: str, sep: str) -> str:
