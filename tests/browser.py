@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,29 @@ def require_browser():
         skipped.append("playwright is not installed")
         pytest.skip("playwright not installed (make setup-dev installs it)")
     return sync_playwright, path
+
+
+@contextmanager
+def launched_chromium() -> Iterator:
+    """One headless Chromium for a module's tests (or the skip / failure :func:`require_browser` decides)."""
+    sync_playwright, path = require_browser()
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_page(browser, url: str, width: int):
+    """``url`` in a new page ``width`` px wide. ``page.errors`` collects what the tests check is empty: console
+    errors, uncaught exceptions, dialogs, and any request that is not to a file or a data URI (the pages are
+    self-contained: no CDN, nothing fetched)."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.errors = []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda dialog: page.errors.append(f"dialog: {dialog.message}"))
+    page.on("request", lambda req: None if req.url.startswith(("file:", "data:")) else page.errors.append(req.url))
+    page.goto(url)
+    return page

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import browser
 import pytest
-from browser import CHROMIUM_ARGS, require_browser
+from browser import launched_chromium, open_page, require_browser
 
 from ecac_bench.leaderboard import build_site
 
@@ -83,13 +83,8 @@ def page_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    sync_playwright, path = require_browser()
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +94,6 @@ def screenshots(tmp_path_factory, pytestconfig):
     with capture.global_and_fixture_disabled():  # shown in the test output, even with -q
         print(f"\nleaderboard screenshots (1400 px, 400 px wide): {folder}")
     return folder
-
-
-def open_page(chromium, url: str, width: int):
-    page = chromium.new_page(viewport={"width": width, "height": 900})
-    page.errors = []  # console errors and uncaught exceptions, checked by the tests
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(url)
-    return page
 
 
 @pytest.fixture

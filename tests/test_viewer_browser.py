@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import CHROMIUM_ARGS, require_browser
+from browser import launched_chromium, open_page
 
 from ecac_bench import SAMPLE_PREDICTIONS
 from ecac_bench.cli import main
@@ -66,24 +66,8 @@ def pages(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_playwright, chromium = require_browser()
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def open_page(browser, url: str, width: int):
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.errors = []
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.on("dialog", lambda dialog: page.errors.append(f"dialog: {dialog.message}"))
-    page.on("request", lambda req: None if req.url.startswith(("file:", "data:")) else page.errors.append(req.url))
-    page.goto(url)
-    return page
+    with launched_chromium() as launched:
+        yield launched
 
 
 def visible(page) -> list[str]:
