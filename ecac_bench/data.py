@@ -20,10 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, compress, count, islice, repeat
 from operator import attrgetter, is_, methodcaller
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -580,21 +581,23 @@ class _Validator:
         )
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))
 
-    def typed_columns(self, rows: list[_RecordRow], lines: list[int] | None) -> RecordColumns | None:
+    def typed_columns(
+        self, rows: list[_RecordRow] | list[_RecordRowNoToys], lines: list[int] | None, toy_keys: ToyKeys | None = None
+    ) -> RecordColumns | None:
         """The records of a file whose every line decoded as a typed row (typed_jsonl_rows), checked column by
         column with C-level passes; None as soon as any check fails (or the file holds no row): the caller then
         reads the file with the detailed checks, which report each problem exactly as they always have.
 
         What the row types do not check is checked here, as record_fast does: no empty or blank id, image, area
         or caption, unique ids, a non-empty group, a valid reviewed list, valid toys (each distinct toy once, by
-        the detailed checks of _toy) and an image's toys a set."""
+        the detailed checks of _toy) and an image's toys a set. ``toy_keys``: the toys as a child process read them
+        (_file_toy_keys), when ``rows`` were decoded without them."""
         n = len(rows)
-        if not n:
+        if not n or (toy_keys is not None and len(toy_keys[2]) != n):
             return None
         ids, images, areas, captions = (list(map(getter, rows)) for getter in _TYPED_TEXT_FIELDS)
-        for column in (ids, images, areas, captions):
-            if not all(column) or any(map(str.isspace, column)):
-                return None
+        if any(any(map(str.isspace, column)) for column in (ids, images, areas, captions)):  # empty: see _NonEmpty
+            return None
         # Unique ids: strictly increasing ids (the usual order of a dataset file) need no hashing.
         in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))
         if not in_order and len(set(ids)) != n:
@@ -608,37 +611,28 @@ class _Validator:
         )
         if not (groups_ok and reviewed_ok):
             return None
-        toys = self._typed_toys(list(map(_TOYS, rows)))
+        toys = self._toy_column(*(toy_keys if toy_keys is not None else _toy_keys(list(map(_TOYS, rows)))))
         if toys is None:
             return None
         self.record_lines = lines
         categories, splits = list(map(_CATEGORY, rows)), list(map(_SPLIT, rows))
         return RecordColumns(ids, images, self.base_prefix, categories, areas, captions, splits, toys, in_order)
 
-    def _typed_toys(self, toy_lists: list[list[_ToyRow]]) -> ToyColumn | None:
-        """The toys of every record (typed_columns): each distinct (name, level, ground, aliases) validated and
-        built once by _toy, then every record's toys checked to be a set; None when a toy or a record's toys are
-        not."""
-        counts = np.fromiter(map(len, toy_lists), dtype=np.int64, count=len(toy_lists))
-        keys = list(map(_TOY_KEY, chain.from_iterable(toy_lists)))
-        # Each toy's key -> the position of its first occurrence: one dict pass over all toys.
-        first: dict[tuple[Any, ...], int] = {}
-        positions = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=len(keys))
+    def _toy_column(self, keys: list[tuple[Any, ...]], index: np.ndarray, counts: np.ndarray) -> ToyColumn | None:
+        """The toys of every record (typed_columns) from their distinct keys (_toy_keys): each validated and built
+        once by _toy, then every record's toys checked to be a set; None when a toy or a record's toys are not."""
         table: list[ToyAnnotation] = []
-        masks = np.zeros(len(first), dtype=np.uint64)
-        table_index = np.zeros(len(keys), dtype=np.int64)  # first occurrence -> table position
-        for key, at in first.items():
-            name, level, ground, aliases = key
+        masks = np.zeros(len(keys), dtype=np.uint64)
+        for name, level, ground, aliases in keys:
             raw: dict[str, Any] = {"name": name, "level": level, "ground": ground}
             if aliases is not None:
                 raw["aliases"] = list(aliases)
             toy = self._toy(raw, None, "toys")
             if toy is None:
                 return None
-            table_index[at] = len(table)
             masks[len(table)] = self._mask64(toy)
             table.append(toy)
-        column = ToyColumn(table, table_index[positions], counts)
+        column = ToyColumn(table, index, counts)
         if (counts > 1).any() and not self._typed_toy_sets_ok(column, masks):
             return None
         return column
@@ -755,6 +749,9 @@ def jsonl_rows(path: Path, problem: Callable[[int, str, str], None]) -> Iterator
                     problem(lineno, "<json>", f"invalid JSON: {exc}")
 
 
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]  # checked by msgspec as it decodes
+
+
 class _ToyRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A toy as the typed path decodes it (see _RecordRow)."""
 
@@ -770,18 +767,55 @@ class _RecordRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     decoded, and its file takes the detailed path. So every value of a decoded line was read and checked, as orjson
     reads it (msgspec skips an unknown field without checking all of it, e.g. its UTF-8)."""
 
-    id: str
-    image: str
+    id: _NonEmpty
+    image: _NonEmpty
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
-    area: str
-    caption: str
+    area: _NonEmpty
+    caption: _NonEmpty
     toys: list[_ToyRow]
     split: str | None = None
     group: str | None = None
     reviewed: list[str] | None = None
 
 
+class _RecordRowNoToys(_RecordRow, forbid_unknown_fields=True, gc=False):
+    """_RecordRow with its toys skipped (not decoded, not checked): what the parent reads while a child process
+    reads the toys (_file_toy_keys)."""
+
+    toys: msgspec.Raw  # type: ignore[assignment]
+
+
+class _ToysOnlyRow(msgspec.Struct, gc=False):
+    """A record's toys alone, the rest skipped (the parent checks it): what the child reads."""
+
+    toys: list[_ToyRow]
+
+
 _RECORD_DECODER = msgspec.json.Decoder(_RecordRow)
+_NO_TOYS_DECODER = msgspec.json.Decoder(_RecordRowNoToys)
+_TOYS_ONLY_DECODER = msgspec.json.Decoder(_ToysOnlyRow)
+# The toys of a file: each distinct (name, level, ground, aliases) once, in order of first use; each toy's position
+# in that list, the records' toys one record after another; how many toys each record has.
+ToyKeys = tuple[list[tuple[Any, ...]], np.ndarray, np.ndarray]
+
+
+def _toy_keys(toy_lists: list[list[_ToyRow]]) -> ToyKeys:
+    """The ToyKeys of the records' toys: one dict pass over all toys."""
+    counts = np.fromiter(map(len, toy_lists), dtype=np.int64, count=len(toy_lists))
+    keys = list(map(_TOY_KEY, chain.from_iterable(toy_lists)))
+    first: dict[tuple[Any, ...], int] = {}  # key -> position of its first occurrence
+    positions = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=len(keys))
+    distinct = np.zeros(len(keys), dtype=np.int64)  # first occurrence -> position among the distinct keys
+    distinct[list(first.values())] = np.arange(len(first))
+    return list(first), distinct[positions], counts
+
+
+def _file_toy_keys(data: bytes) -> ToyKeys | None:
+    """The ToyKeys of a JSONL data file's bytes (run in a child process), or None when a line does not decode."""
+    decoded = typed_jsonl_rows(data, _TOYS_ONLY_DECODER)
+    return _toy_keys(list(map(_TOYS, decoded[0]))) if decoded is not None else None
+
+
 _TYPED_TEXT_FIELDS = (attrgetter("id"), attrgetter("image"), attrgetter("area"), attrgetter("caption"))
 _GROUP, _REVIEWED = attrgetter("group"), attrgetter("reviewed")
 _CATEGORY, _SPLIT = attrgetter("category"), attrgetter("split")
@@ -844,6 +878,27 @@ def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
 
 
+# A JSONL record is longer than this: a file this many times MIN_RECORDS bytes long may have that many records.
+_MIN_RECORD_BYTES = 100
+
+
+def _read_typed(data: bytes, validator: _Validator) -> RecordColumns | None:
+    """The typed path (typed_jsonl_rows, _Validator.typed_columns) over a JSONL data file's bytes. A large file may
+    share the work with a child process (ecac_bench.forking), forked before anything is decoded: it reads the toys
+    while this process reads the rest."""
+    child = fork_call(partial(_file_toy_keys, data), len(data) // _MIN_RECORD_BYTES)
+    if child is not None:
+        decoded = typed_jsonl_rows(data, _NO_TOYS_DECODER)
+        toy_keys = child.result()
+        if decoded is None:
+            return None
+        if toy_keys is not None:
+            return validator.typed_columns(*decoded, toy_keys)
+        # The child failed, or a toy did not decode: all here (then the detailed checks report it).
+    decoded = typed_jsonl_rows(data, _RECORD_DECODER)
+    return validator.typed_columns(*decoded) if decoded is not None else None
+
+
 def _parse(path: Path) -> tuple[list[EcacRecord] | RecordColumns, _Validator]:
     """The records of a data file (column by column when the typed path read it), and the validator that read it
     (its problems, and where each record is)."""
@@ -851,8 +906,7 @@ def _parse(path: Path) -> tuple[list[EcacRecord] | RecordColumns, _Validator]:
     base_dir = path.parent if not path.is_dir() else path
     validator = _Validator(str(path), base_dir, unit)
     if unit == "line":
-        decoded = typed_jsonl_rows(path.read_bytes(), _RECORD_DECODER)
-        columns = validator.typed_columns(*decoded) if decoded is not None else None
+        columns = _read_typed(path.read_bytes(), validator)
         if columns is not None:
             return columns, validator
         validator = _Validator(str(path), base_dir, unit)  # the detailed checks start afresh

@@ -232,15 +232,14 @@ TTS = Estimator(
 
 def tts_statistics(arrays: _Arrays) -> ImageStats:
     """The per-image statistics of TTS and the reward (the module docstring defines them)."""
-    rates = arrays.rates()
-    covered = arrays.total > 0
-    columns: dict[str, Any] = {}
-    for col, key in enumerate(SUBSET_KEYS):
-        columns[f"rate_{key}"] = rates[:, col]
-        columns[f"covered_{key}"] = covered[:, col]
-    columns["reward"] = arrays.reward
-    columns["images"] = np.ones(len(arrays.reward))
-    return ImageStats.from_columns("score", arrays.ids, columns)
+    # Built in place, in TTS.columns' order (rate_x, covered_x for each subset, then reward, images), Fortran order
+    # as ImageStats.from_columns builds it: at ECAC scale, one column at a time costs a tenth of a second.
+    values = np.empty((len(arrays.reward), 2 * _N + 2), dtype=np.float64, order="F")
+    values[:, 0 : 2 * _N : 2] = arrays.rates()
+    values[:, 1 : 2 * _N : 2] = arrays.total > 0
+    values[:, 2 * _N] = arrays.reward
+    values[:, 2 * _N + 1] = 1.0
+    return ImageStats("score", tuple(arrays.ids), TTS.columns, values)
 
 
 def _coverage_from_arrays(arrays: _Arrays) -> dict[str, int]:

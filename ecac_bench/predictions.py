@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter, methodcaller
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -150,8 +150,8 @@ class _CaptionRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A one-caption row as the typed path decodes it (ecac_bench.data.typed_jsonl_rows): any other row (several
     captions, a failure, another field) sends its file to the detailed path."""
 
-    id: str
-    caption: str
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    caption: Annotated[str, msgspec.Meta(min_length=1)]  # an empty caption is a failed generation: the detailed path
 
 
 _CAPTION_DECODER = msgspec.json.Decoder(_CaptionRow)
@@ -167,10 +167,8 @@ def _typed_load(data: bytes, dataset: EcacDataset, allow_missing: bool) -> Predi
         return None
     rows = decoded[0]
     ids, captions = list(map(_ID, rows)), list(map(_CAPTION, rows))
-    if not all(ids):
-        return None
-    # A failed generation (generation_failure): an empty or blank caption, or lmms-eval's failure marker.
-    if not all(captions) or any(map(str.isspace, captions)) or any(map(_MARKED_FAILED, map(str.lstrip, captions))):
+    # A failed generation (generation_failure): an empty (see _CaptionRow) or blank caption, or lmms-eval's marker.
+    if any(map(str.isspace, captions)) or any(map(_MARKED_FAILED, map(str.lstrip, captions))):
         return None
     dataset_ids = dataset.ids
     same_order = ids == dataset_ids  # every dataset id once, no other: nothing to look up
