@@ -611,7 +611,9 @@ class _Validator:
         )
         if not (groups_ok and reviewed_ok):
             return None
-        toys = self._toy_column(*(toy_keys if toy_keys is not None else _toy_keys(list(map(_TOYS, rows)))))
+        if toy_keys is None:
+            toy_keys = _toy_keys(list(map(_TOYS, rows)))
+        toys = self._toy_column(*toy_keys) if toy_keys is not None else None
         if toys is None:
             return None
         self.record_lines = lines
@@ -772,7 +774,7 @@ class _RecordRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
     area: _NonEmpty
     caption: _NonEmpty
-    toys: list[_ToyRow]
+    toys: list[msgspec.Raw]  # each toy's bytes: a file has few distinct toys, each decoded once (_toy_keys)
     split: str | None = None
     group: str | None = None
     reviewed: list[str] | None = None
@@ -788,9 +790,10 @@ class _RecordRowNoToys(_RecordRow, forbid_unknown_fields=True, gc=False):
 class _ToysOnlyRow(msgspec.Struct, gc=False):
     """A record's toys alone, the rest skipped (the parent checks it): what the child reads."""
 
-    toys: list[_ToyRow]
+    toys: list[msgspec.Raw]
 
 
+_TOY_DECODER = msgspec.json.Decoder(_ToyRow)
 _RECORD_DECODER = msgspec.json.Decoder(_RecordRow)
 _NO_TOYS_DECODER = msgspec.json.Decoder(_RecordRowNoToys)
 _TOYS_ONLY_DECODER = msgspec.json.Decoder(_ToysOnlyRow)
@@ -799,15 +802,22 @@ _TOYS_ONLY_DECODER = msgspec.json.Decoder(_ToysOnlyRow)
 ToyKeys = tuple[list[tuple[Any, ...]], np.ndarray, np.ndarray]
 
 
-def _toy_keys(toy_lists: list[list[_ToyRow]]) -> ToyKeys:
-    """The ToyKeys of the records' toys: one dict pass over all toys."""
+def _toy_keys(toy_lists: list[list[msgspec.Raw]]) -> ToyKeys | None:
+    """The ToyKeys of the records' toys, each given as its JSON bytes: one dict pass over all toys, then each distinct
+    toy text decoded once as a _ToyRow (two texts of one toy, e.g. spaced differently, give one key); None when one
+    does not decode."""
     counts = np.fromiter(map(len, toy_lists), dtype=np.int64, count=len(toy_lists))
-    keys = list(map(_TOY_KEY, chain.from_iterable(toy_lists)))
-    first: dict[tuple[Any, ...], int] = {}  # key -> position of its first occurrence
-    positions = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=len(keys))
-    distinct = np.zeros(len(keys), dtype=np.int64)  # first occurrence -> position among the distinct keys
+    texts = list(map(bytes, chain.from_iterable(toy_lists)))
+    first: dict[bytes, int] = {}  # toy text -> its position among the distinct texts
+    positions = np.fromiter(map(first.setdefault, texts, count()), dtype=np.int64, count=len(texts))
+    distinct = np.zeros(len(texts), dtype=np.int64)  # first occurrence of a text -> its number among the texts
     distinct[list(first.values())] = np.arange(len(first))
-    return list(first), distinct[positions], counts
+    key_numbers: dict[tuple[Any, ...], int] = {}
+    try:
+        text_key = [key_numbers.setdefault(_TOY_KEY(_TOY_DECODER.decode(text)), len(key_numbers)) for text in first]
+    except msgspec.DecodeError:
+        return None
+    return list(key_numbers), np.asarray(text_key, dtype=np.int64)[distinct[positions]], counts
 
 
 def _file_toy_keys(data: bytes) -> ToyKeys | None:

@@ -249,11 +249,19 @@ class JudgeServer:
         self.port = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(timeout=10)
         return self
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait until no request is being answered (e.g. slow ones a previous test gave up on)."""
-        deadline = time.monotonic() + timeout
-        while self.state.in_flight and time.monotonic() < deadline:
+    def wait_idle(self, timeout: float = 10.0, quiet: float = 0.05) -> None:
+        """Wait until no request is being answered and none has arrived for ``quiet`` seconds: slow ones a previous
+        test gave up on, and ones its client sent just before it stopped, which can reach the handler after a first
+        look found the server idle (they made test_concurrency_is_bounded flaky)."""
+        now = time.monotonic()
+        deadline, quiet_since, seen = now + timeout, now, self.state.requests
+        while now < deadline:
+            if self.state.in_flight or self.state.requests != seen:
+                quiet_since, seen = now, self.state.requests
+            elif now - quiet_since >= quiet:
+                return
             time.sleep(0.01)
+            now = time.monotonic()
 
     def wait_closed(self) -> None:
         self._thread.join()

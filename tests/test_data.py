@@ -442,6 +442,25 @@ def test_invalid_utf8_in_any_field_is_an_error_on_every_path(tmp_path):
     assert (problem.line, problem.field) == (2, "<json>")
 
 
+def test_typed_path_decodes_each_toy_text_once_and_one_toy_written_two_ways_is_one_toy(tmp_path):
+    from ecac_bench.data import RecordColumns, _parse
+
+    toy = {"name": "积木", "level": "low", "ground": "background"}
+    spaced = json.dumps(with_(id="b", toys=[toy]))  # json.dumps puts a space after ':' and ','
+    compact = json.dumps(with_(id="c", toys=[toy]), separators=(",", ":"), ensure_ascii=False)
+    path = tmp_path / "d.jsonl"
+    path.write_text(f"{json.dumps(GOOD)}\n{spaced}\n{compact}\n", encoding="utf-8")
+    _assert_typed_path_agrees(path)
+    columns, _ = _parse(path)
+    assert isinstance(columns, RecordColumns)
+    assert [t.name for t in columns.toys.table] == ["彩泥", "积木"] and columns.toys.index.tolist() == [0, 1, 1]
+    for bad_toy in (5, [toy], {**toy, "level": "huge"}, {**toy, "extra": 1}):
+        path.write_text(f"{json.dumps(GOOD)}\n{json.dumps(with_(id='b', toys=[toy, bad_toy]))}\n", encoding="utf-8")
+        parsed, validator = _parse(path)  # a toy that does not decode: the detailed checks name it
+        assert not isinstance(parsed, RecordColumns) and validator.problems
+        _assert_typed_path_agrees(path)
+
+
 def test_typed_jsonl_rows_line_numbers_and_refusals():
     from ecac_bench.data import _RECORD_DECODER, typed_jsonl_rows
 

@@ -376,6 +376,16 @@ class LocalTransport:
         pass
 
 
+class StaggeredTransport(LocalTransport):
+    """LocalTransport answering after 0-5 ms (seeded), so that answers come back one by one, as from a server."""
+
+    delays = random.Random(0)
+
+    async def send(self, base_url: str, body: Mapping[str, Any]) -> Any:
+        await asyncio.sleep(self.delays.uniform(0, 0.005))
+        return await super().send(base_url, body)
+
+
 def local_client(**options: Any) -> LLMClient:
     config = ClientConfig(Endpoint(("local://model",), "local"), backoff_base=0.001, **options)
     return LLMClient(config, transport=LocalTransport, progress=False)
@@ -410,6 +420,23 @@ def test_requests_are_consumed_lazily_within_a_bounded_window():
     assert results_seen == 5_000
     # never more than the window (2 x concurrency + one chunk of 512) pulled ahead of the answers
     assert max_ahead <= 2 * 4 + 512
+
+
+def test_requests_are_admitted_a_wave_at_a_time(tmp_path):
+    """Past the first fill of the window, new requests are claimed `concurrency` at a time, not one per answer: a
+    claim is a write transaction, and one per answer cost about a third of the client's CPU (bench/judge_throughput)."""
+    LocalTransport.sent.clear()
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    claimed: list[int] = []
+    claim = cache.claim
+    cache.claim = lambda keys, lease: claimed.append(len(keys)) or claim(keys, lease)  # type: ignore[method-assign]
+    config = ClientConfig(Endpoint(("local://model",), "local"), concurrency=8)
+    client = LLMClient(config, cache, transport=StaggeredTransport, progress=False)
+    results = client.complete(requests_for([f"w{i}" for i in range(1_200)]))
+    assert [r.text for r in results] == [f"W{i}" for i in range(1_200)]
+    assert sum(claimed) == 1_200
+    assert claimed[:2] == [512, 16]  # the window: one chunk, and twice the concurrency
+    assert all(n >= 8 for n in claimed[2:-1]), claimed
 
 
 def test_results_come_back_in_order_from_complete():

@@ -351,6 +351,9 @@ class _Run:
         self.jobs: dict[bytes, _Job] = {}  # distinct requests not finished: queued, sending, or held elsewhere
         self.held: dict[bytes, _Job] = {}  # claimed by another live process: we wait for its answer
         self.window = 2 * self.config.concurrency + CHUNK
+        # New requests are admitted once the window has room for this many: a claim transaction (and a lookup) per
+        # wave of answers, not per answer.
+        self.admit_step = min(CHUNK, self.config.concurrency)
         self.workers: list[asyncio.Task[None]] = []
         self.heartbeat: asyncio.Task[None] | None = None
         self.transport: Transport | None = None
@@ -389,7 +392,7 @@ class _Run:
                     raise self._cache_write_error()
                 if exhausted and not self.jobs:
                     return
-                if not exhausted and not stopping and len(self.jobs) < self.window:
+                if not exhausted and not stopping and len(self.jobs) <= self.window - self.admit_step:
                     chunk = list(itertools.islice(requests, min(CHUNK, self.window - len(self.jobs))))
                     if chunk:
                         self._admit(chunk)
