@@ -6,17 +6,19 @@ Generates a synthetic ECAC-scale dataset (0-5 toys per image, 70 % Chinese, alia
 this process (imports done beforehand), times alternately:
 
 * the floor: both files (data and predictions) parsed line by line by orjson, nothing kept;
-* ``ecac-bench score --n-boot 0`` end to end (load, validate, match, aggregate, report), in one process (the
-  default) and with ECAC_PROCESSES=2 (a child process takes the dataset identity and half of the matching,
-  ecac_bench/forking.py);
+* ``ecac-bench score --n-boot 0`` end to end (load, validate, match, aggregate, report), with ECAC_PROCESSES=1 (one
+  process) and with ECAC_PROCESSES=2 (a child process takes the data file's toys, the dataset identity and half of
+  the matching, ecac_bench/forking.py); the default (auto) takes two where a core is idle, and the script says which
+  it would take here;
 * the same with the code before the fast path (``--baseline-ref``).
 
 Each figure is the median of ``--repeats`` runs, as wall time and as CPU time (user + system, the children's
 included): the machine is shared, and CPU time is what a busy machine distorts least. Goal (issue 16): score within
 3x the floor. ``--with-ci`` also times the default 1000 bootstrap resamples, which come on top.
 
-Then it checks that the reports are byte-identical to those of the code before the fast path (``--baseline-ref``,
-extracted from git into a temporary folder and run in a subprocess, where its own time is measured the same way):
+Then it checks that the reports are byte-identical, in one and in two processes, to those of the code before the fast
+path (``--baseline-ref``, extracted from git into a temporary folder and run in a subprocess, where its own time is
+measured the same way):
 on the benchmark set (with 100 resamples, so that the CIs are compared too), and on the adversarial Unicode /
 word-boundary set of ecac_bench/testing/adversarial.py (several captions, missing and failed images, breakdowns).
 """
@@ -33,6 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ecac_bench import forking
 from ecac_bench.forking import ENV_PROCESSES
 from ecac_bench.testing.adversarial import write_adversarial_set
 
@@ -159,7 +162,12 @@ print(json.dumps(out))
 def stages(data: Path, preds: Path) -> dict[str, float]:
     """CPU seconds of the library's steps one by one, in one fresh process."""
     done = subprocess.run(
-        [sys.executable, "-c", _STAGES, str(data), str(preds)], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _STAGES, str(data), str(preds)],
+        cwd=REPO,
+        env={**os.environ, ENV_PROCESSES: "1"},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -180,13 +188,15 @@ def identical(code: Path | None, argv: list[str], folder: Path, label: str) -> s
     if code is None:
         return f"{label}: not checked (no baseline code)"
     reports = []
-    for name, where in (("new", None), ("old", code)):
+    for name, where, count in (("new-1", None, "1"), ("new-2", None, "2"), ("old", code, "1")):
         report = folder / f"{name}.json"
-        env = {**os.environ, "PYTHONPATH": str(where)} if where is not None else dict(os.environ)
+        env = {**os.environ, ENV_PROCESSES: count}
+        if where is not None:
+            env["PYTHONPATH"] = str(where)
         command = [sys.executable, "-m", "ecac_bench.cli", *argv, "--json", str(report)]
         subprocess.run(command, cwd=where or REPO, env=env, capture_output=True)
         reports.append(report.read_bytes())
-    same = reports[0] == reports[1]
+    same = reports[0] == reports[1] == reports[2]  # this checkout in one and in two processes, and the baseline
     return f"{label}: {'byte-identical' if same else 'DIFFERENT'} ({len(reports[0]):,} bytes)"
 
 
@@ -211,10 +221,10 @@ def main() -> None:
         runs: dict[str, list[Run]] = {"floor": [], "one process": [], "two processes": [], "before": []}
         for _ in range(args.repeats):  # interleaved, so that the machine's load falls on all of them alike
             runs["floor"].append(measure("floor", data, preds, []))
-            runs["one process"].append(measure("score", data, preds, argv))
+            runs["one process"].append(measure("score", data, preds, argv, processes="1"))
             runs["two processes"].append(measure("score", data, preds, argv, processes="2"))
             if code is not None:
-                runs["before"].append(measure("score", data, preds, argv, code))
+                runs["before"].append(measure("score", data, preds, argv, code, processes="1"))
         ci = measure("score", data, preds, [a for a in argv if a not in ("--n-boot", "0")]) if args.with_ci else None
         where = stages(data, preds)
         checks = [identical(code, [*argv[:-4], "--n-boot", "100"], folder, "benchmark set, 100 resamples")]
@@ -228,7 +238,7 @@ def main() -> None:
     floor_wall, floor_cpu = median(runs["floor"], 0), median(runs["floor"], 1)
     print(f"images: {args.images:,} ({size_mb:.0f} MB of JSONL); {args.repeats} run(s) of each, each a fresh process")
     print(f"floor (orjson parse of both files, nothing kept): {floor_wall:.2f} s wall, {floor_cpu:.2f} s CPU (medians)")
-    labels = {"one process": "one process", "two processes": "ECAC_PROCESSES=2", "before": f"{args.baseline_ref}"}
+    labels = {"one process": "ECAC_PROCESSES=1", "two processes": "ECAC_PROCESSES=2", "before": f"{args.baseline_ref}"}
     paired: dict[str, float] = {}
     for name, label in labels.items():
         if not runs[name]:
@@ -249,6 +259,9 @@ def main() -> None:
         print(f"with the default 1000 bootstrap resamples (one process): {ci[0]:.2f} s wall, {ci[1]:.2f} s CPU")
     for line in checks:
         print(line)
+    default = "two processes" if forking.processes() == 2 else "one process"
+    load = os.getloadavg()[0]
+    print(f"the default (ECAC_PROCESSES unset: auto) takes {default} on this machine now (load average {load:.2f})")
     best = min(paired["one process"], paired["two processes"])
     print(f"goal: score within {GOAL:g}x the floor -> {'met' if best <= GOAL else 'NOT met'} ({best:.2f}x)")
 

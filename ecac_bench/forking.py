@@ -5,10 +5,16 @@ and it sends back only its (small) result, pickled through a temporary file. Pyt
 processes any cheaper than they are built, so only work whose *result* is small is worth a child: the identity hash
 of a dataset, whether each toy of half the images is named.
 
-Nothing depends on the child: when a second process is not asked for (ECAC_PROCESSES=2), not possible or not safe
-(not Linux, or the process has other threads), or the child fails for any reason, :meth:`Forked.result` returns
-None or no child is started, and the caller does the work itself. The child never runs the parent's clean-up (it
-leaves through ``os._exit``), so it cannot flush the parent's buffered output twice or remove the parent's files.
+How many processes: ``ECAC_PROCESSES=1`` or ``2`` says; unset (or ``auto``), two when this process may run on two
+cores or more and the machine has one idle (its 1-minute load average is at most the core count minus one). On a
+machine whose cores are all busy a child only adds work (the pages both processes write are copied):
+bench/score_throughput.py measures both. Any other value means one process.
+
+Nothing depends on the child: when a second process is not wanted, not possible or not safe (not Linux, or the
+process has other threads), or the child fails for any reason, :meth:`Forked.result` returns None or no child is
+started, and the caller does the work itself. Results are the same either way (tests pin them byte for byte). The
+child never runs the parent's clean-up (it leaves through ``os._exit``), so it cannot flush the parent's buffered
+output twice or remove the parent's files.
 """
 
 from __future__ import annotations
@@ -27,20 +33,34 @@ T = TypeVar("T")
 
 # Below this many records a child costs more (fork, page copies, pickling) than the work it takes over.
 MIN_RECORDS = 50_000
-# How many processes a large run may use: 1 (the default) or 2. On a machine whose cores are all busy a child only
-# adds work (the pages both processes write are copied), so the second process is asked for, not assumed
-# (bench/score_throughput.py measures both).
 ENV_PROCESSES = "ECAC_PROCESSES"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def processes() -> int:
+    """How many processes a large run uses (1 or 2; see the module docstring)."""
+    value = os.environ.get(ENV_PROCESSES, "").strip().lower()
+    if value in ("", "auto"):
+        cores = usable_cores()
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not known here: assume busy
+            return 1
+        return 2 if cores >= 2 and load <= cores - 1 else 1
+    return 2 if value == "2" else 1
+
+
 def can_fork() -> bool:
-    """Whether a child may be forked here: ECAC_PROCESSES=2, Linux (fork is the platform's way), and no other Python
-    thread (a lock held by one at fork time would stay held in the child)."""
-    return (
-        os.environ.get(ENV_PROCESSES, "").strip() == "2"
-        and sys.platform.startswith("linux")
-        and threading.active_count() == 1
-    )
+    """Whether a child may be forked here: two processes wanted (processes), Linux (fork is the platform's way),
+    and no other Python thread (a lock held by one at fork time would stay held in the child)."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1 and processes() == 2
 
 
 class Forked(Generic[T]):

@@ -35,9 +35,30 @@ def test_a_failing_child_gives_none(forced):
     assert forking.fork_call(lambda: os._exit(3), 1).result() is None  # type: ignore[union-attr]
 
 
+def test_auto_uses_a_second_process_only_where_a_core_is_idle(monkeypatch):
+    monkeypatch.delenv(forking.ENV_PROCESSES, raising=False)
+    for cores, load, expected in ((2, 0.7, 2), (2, 1.0, 2), (2, 1.3, 1), (1, 0.0, 1), (16, 14.9, 2), (16, 15.2, 1)):
+        monkeypatch.setattr(forking, "usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(forking.os, "getloadavg", lambda load=load: (load, load, load))
+        for value in ("", "auto", " Auto "):
+            monkeypatch.setenv(forking.ENV_PROCESSES, value)
+            assert forking.processes() == expected, (cores, load, value)
+    monkeypatch.setattr(forking.os, "getloadavg", lambda: (_ for _ in ()).throw(OSError("not here")))
+    assert forking.processes() == 1
+    monkeypatch.setattr(forking, "usable_cores", lambda: 16)
+    monkeypatch.setattr(forking.os, "getloadavg", lambda: (30.0, 30.0, 30.0))
+    monkeypatch.setenv(forking.ENV_PROCESSES, "2")
+    assert forking.processes() == 2  # asked for: whatever the load
+    monkeypatch.setattr(forking.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    for value in ("1", "3", "two"):
+        monkeypatch.setenv(forking.ENV_PROCESSES, value)
+        assert forking.processes() == 1
+
+
 def test_a_child_only_when_asked_for_and_the_work_is_large(monkeypatch):
     monkeypatch.setattr(forking, "MIN_RECORDS", 10)
-    for value in ("", "1", "3"):
+    monkeypatch.setattr(forking.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # auto would fork: a core is idle
+    for value in ("1", "3"):
         monkeypatch.setenv(forking.ENV_PROCESSES, value)
         assert not forking.can_fork() and forking.fork_call(lambda: 1, 10) is None
     monkeypatch.setenv(forking.ENV_PROCESSES, "2")

@@ -115,15 +115,16 @@ class _KeyFragments:
         self._with_image = b'{"image":' + orjson.dumps(config.image.key_part(), option=_SORTED) + b',"messages":'
         # (template, id of the response format) -> (the format, kept alive so that its id stays its own; the tail)
         self._tails: dict[tuple[str, int], tuple[Any, bytes]] = {}
-        # Image path -> content hash, for the requests of one chunk (keyed within moments of each other; the next
-        # chunk looks at the file again): the questions of one image cost one stat of its file, not one each.
-        self.image_hashes: dict[str, str] = {}
+        # Image path -> its part as the key sees it ({"sha256": content hash, "type": "image"}), for the requests of
+        # one chunk (keyed within moments of each other; the next chunk looks at the file again): the questions of
+        # one image cost one stat of its file and share one part, not one each.
+        self.image_parts: dict[str, dict[str, str]] = {}
 
     def _keyed_messages(self, messages: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], bool]:
         """Messages as the key sees them: image parts by content hash; and whether there was an image."""
         keyed: list[Mapping[str, Any]] = []
         has_images = False
-        hashes = self.image_hashes
+        image_parts = self.image_parts
         for message in messages:
             content = message.get("content")
             if isinstance(content, list):
@@ -131,10 +132,10 @@ class _KeyFragments:
                 for part in content:
                     if part.get("type") == "image_path":
                         path = part["path"]
-                        sha = hashes.get(path)
-                        if sha is None:
-                            sha = hashes[path] = image_sha256(path)
-                        parts.append({"type": "image", "sha256": sha})
+                        keyed_part = image_parts.get(path)
+                        if keyed_part is None:
+                            keyed_part = image_parts[path] = {"sha256": image_sha256(path), "type": "image"}
+                        parts.append(keyed_part)
                         has_images = True
                     else:
                         parts.append(part)
@@ -415,7 +416,7 @@ class _Run:
         """Key a chunk of requests; answer the cache's hits in the chunk's order (one lookup for the chunk, no job
         made for a hit); join requests identical to one in flight; claim and queue the rest."""
         self.stats.requests += len(chunk)
-        self.fragments.image_hashes.clear()
+        self.fragments.image_parts.clear()
         components_of = self.fragments.components
         keyed: list[tuple[int, ChatRequest, bytes, bytes]] = []
         for index, request in chunk:
