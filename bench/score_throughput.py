@@ -7,9 +7,9 @@ this process (imports done beforehand), times alternately:
 
 * the floor: both files (data and predictions) parsed line by line by orjson, nothing kept;
 * ``ecac-bench score --n-boot 0`` end to end (load, validate, match, aggregate, report), with ECAC_PROCESSES=1 (one
-  process) and with ECAC_PROCESSES=2 (a child process takes the data file's toys, the dataset identity and half of
-  the matching, ecac_bench/forking.py); the default (auto) takes two where a core is idle, and the script says which
-  it would take here;
+  process) and with ECAC_PROCESSES=2 (a child process takes the dataset identity and half of the matching,
+  ecac_bench/forking.py); the default (auto) takes two where a core is idle, and the script says which it would take
+  here;
 * the same with the code before the fast path (``--baseline-ref``).
 
 Each figure is the median of ``--repeats`` runs, as wall time and as CPU time (user + system, the children's

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import chain, compress, count, islice, repeat
 from operator import attrgetter, is_, methodcaller
 from pathlib import Path
@@ -581,19 +580,16 @@ class _Validator:
         )
         return EcacRecord(rec_id, self.image_file(image), category, area, caption, split, tuple(toys))
 
-    def typed_columns(
-        self, rows: list[_RecordRow] | list[_RecordRowNoToys], lines: list[int] | None, toy_keys: ToyKeys | None = None
-    ) -> RecordColumns | None:
+    def typed_columns(self, rows: list[_RecordRow], lines: list[int] | None) -> RecordColumns | None:
         """The records of a file whose every line decoded as a typed row (typed_jsonl_rows), checked column by
         column with C-level passes; None as soon as any check fails (or the file holds no row): the caller then
         reads the file with the detailed checks, which report each problem exactly as they always have.
 
         What the row types do not check is checked here, as record_fast does: no empty or blank id, image, area
         or caption, unique ids, a non-empty group, a valid reviewed list, valid toys (each distinct toy once, by
-        the detailed checks of _toy) and an image's toys a set. ``toy_keys``: the toys as a child process read them
-        (_file_toy_keys), when ``rows`` were decoded without them."""
+        the detailed checks of _toy) and an image's toys a set."""
         n = len(rows)
-        if not n or (toy_keys is not None and len(toy_keys[2]) != n):
+        if not n:
             return None
         ids, images, areas, captions = (list(map(getter, rows)) for getter in _TYPED_TEXT_FIELDS)
         if any(any(map(str.isspace, column)) for column in (ids, images, areas, captions)):  # empty: see _NonEmpty
@@ -611,8 +607,7 @@ class _Validator:
         )
         if not (groups_ok and reviewed_ok):
             return None
-        if toy_keys is None:
-            toy_keys = _toy_keys(list(map(_TOYS, rows)))
+        toy_keys = _toy_keys(list(map(_TOYS, rows)))
         toys = self._toy_column(*toy_keys) if toy_keys is not None else None
         if toys is None:
             return None
@@ -780,23 +775,8 @@ class _RecordRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     reviewed: list[str] | None = None
 
 
-class _RecordRowNoToys(_RecordRow, forbid_unknown_fields=True, gc=False):
-    """_RecordRow with its toys skipped (not decoded, not checked): what the parent reads while a child process
-    reads the toys (_file_toy_keys)."""
-
-    toys: msgspec.Raw  # type: ignore[assignment]
-
-
-class _ToysOnlyRow(msgspec.Struct, gc=False):
-    """A record's toys alone, the rest skipped (the parent checks it): what the child reads."""
-
-    toys: list[msgspec.Raw]
-
-
 _TOY_DECODER = msgspec.json.Decoder(_ToyRow)
 _RECORD_DECODER = msgspec.json.Decoder(_RecordRow)
-_NO_TOYS_DECODER = msgspec.json.Decoder(_RecordRowNoToys)
-_TOYS_ONLY_DECODER = msgspec.json.Decoder(_ToysOnlyRow)
 # The toys of a file: each distinct (name, level, ground, aliases) once, in order of first use; each toy's position
 # in that list, the records' toys one record after another; how many toys each record has.
 ToyKeys = tuple[list[tuple[Any, ...]], np.ndarray, np.ndarray]
@@ -818,12 +798,6 @@ def _toy_keys(toy_lists: list[list[msgspec.Raw]]) -> ToyKeys | None:
     except msgspec.DecodeError:
         return None
     return list(key_numbers), np.asarray(text_key, dtype=np.int64)[distinct[positions]], counts
-
-
-def _file_toy_keys(data: bytes) -> ToyKeys | None:
-    """The ToyKeys of a JSONL data file's bytes (run in a child process), or None when a line does not decode."""
-    decoded = typed_jsonl_rows(data, _TOYS_ONLY_DECODER)
-    return _toy_keys(list(map(_TOYS, decoded[0]))) if decoded is not None else None
 
 
 _TYPED_TEXT_FIELDS = (attrgetter("id"), attrgetter("image"), attrgetter("area"), attrgetter("caption"))
@@ -888,23 +862,8 @@ def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
 
 
-# A JSONL record is longer than this: a file this many times MIN_RECORDS bytes long may have that many records.
-_MIN_RECORD_BYTES = 100
-
-
 def _read_typed(data: bytes, validator: _Validator) -> RecordColumns | None:
-    """The typed path (typed_jsonl_rows, _Validator.typed_columns) over a JSONL data file's bytes. A large file may
-    share the work with a child process (ecac_bench.forking), forked before anything is decoded: it reads the toys
-    while this process reads the rest."""
-    child = fork_call(partial(_file_toy_keys, data), len(data) // _MIN_RECORD_BYTES)
-    if child is not None:
-        decoded = typed_jsonl_rows(data, _NO_TOYS_DECODER)
-        toy_keys = child.result()
-        if decoded is None:
-            return None
-        if toy_keys is not None:
-            return validator.typed_columns(*decoded, toy_keys)
-        # The child failed, or a toy did not decode: all here (then the detailed checks report it).
+    """The typed path (typed_jsonl_rows, _Validator.typed_columns) over a JSONL data file's bytes."""
     decoded = typed_jsonl_rows(data, _RECORD_DECODER)
     return validator.typed_columns(*decoded) if decoded is not None else None
 

@@ -557,32 +557,3 @@ def test_typed_path_checks_that_an_image_s_toys_are_a_set(rows, one_bit):
         path = Path(tmp) / "d.jsonl"
         path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
         _assert_typed_path_agrees(path)
-
-
-@pytest.mark.parametrize(
-    "rows",
-    [
-        [GOOD, with_(id="b", toys=[_toy("x"), _toy("y", aliases=["z"])])],
-        [GOOD, with_(id="b", toys=[_toy("x"), _toy("X")])],  # not a set: the parent finds it from the child's keys
-        [GOOD, with_(id="b", toys=[_toy("x", level="expert")])],  # a toy that does not decode in the child
-        [GOOD, with_(id="b", note="extra")],  # a field only the parent's rows refuse
-    ],
-)
-def test_a_child_reading_the_toys_changes_nothing(tmp_path, monkeypatch, rows):
-    """With a second process (ecac_bench.forking), a child reads the toys while the parent reads the rest."""
-    import sys
-
-    import ecac_bench.forking as forking
-    from ecac_bench.data import _parse
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the child process is Linux-only")
-    path = write_jsonl(tmp_path / "d.jsonl", rows)
-    alone, checked = _parse(path)
-    monkeypatch.setattr(forking, "can_fork", lambda: True)
-    monkeypatch.setattr(forking, "MIN_RECORDS", 0)
-    forked, validator = _parse(path)
-    assert validator.problems == checked.problems
-    assert (forked.records() if hasattr(forked, "records") else forked) == (
-        alone.records() if hasattr(alone, "records") else alone
-    )
