@@ -12,13 +12,11 @@ coerced.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, compress, count, islice, repeat
 from operator import attrgetter, is_, methodcaller
@@ -30,6 +28,7 @@ import numpy as np
 import orjson
 
 from ecac_bench.forking import Forked, fork_call
+from ecac_bench.gc_pause import no_gc
 from ecac_bench.matching import match_plan, normalize_text
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
@@ -383,18 +382,6 @@ def has_visible_character(name: str) -> bool:
     unassigned or private-use code points and a few blank glyphs (Hangul fillers, the blank Braille pattern) draw
     nothing; a caption can never be expected to name such a toy."""
     return any(unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANK_GLYPHS for ch in normalize_text(name))
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: bulk loading creates millions of small acyclic objects that it would rescan repeatedly."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Validator:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ecac_bench.data import LEVELS, TOY_CLASSES, EcacDataset, EcacRecord, ToyAnnotation, ToyColumn, no_gc
+from ecac_bench.data import LEVELS, TOY_CLASSES, EcacDataset, EcacRecord, ToyAnnotation, ToyColumn
 from ecac_bench.forking import fork_call
+from ecac_bench.gc_pause import no_gc
 from ecac_bench.imagestats import BootstrapConfig, Estimator, ImageStats, Sums, evaluate, point_estimate, ratio
 from ecac_bench.imagestats import bootstrap_ci as _bootstrap_ci
 from ecac_bench.matching import MatchConfig, ToyMatcher, normalize_many, normalize_text

@@ -28,10 +28,10 @@ from ecac_bench.data import (
     EcacDataset,
     Problem,
     jsonl_rows,
-    no_gc,
     problem_sink,
     typed_jsonl_rows,
 )
+from ecac_bench.gc_pause import no_gc
 from ecac_bench.generations import LMMS_EVAL_FAILURE_MARKER, N_FAILED_KEY, generation_failure
 from ecac_bench.lmms_samples import looks_like_lmms_eval_samples, sample_entry
 

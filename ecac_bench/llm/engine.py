@@ -34,6 +34,7 @@ import orjson
 from tqdm.auto import tqdm
 
 from ecac_bench.errors import CacheWriteError, FatalAPIError
+from ecac_bench.gc_pause import no_gc
 from ecac_bench.llm.cache import CachedAnswer, ResponseCache, key_of
 from ecac_bench.llm.images import ImageError, image_data_url, image_sha256
 from ecac_bench.llm.messages import ChatRequest, ChatResult
@@ -396,7 +397,8 @@ class _Run:
                 if not exhausted and not stopping and len(self.jobs) <= self.window - self.admit_step:
                     chunk = list(itertools.islice(requests, min(CHUNK, self.window - len(self.jobs))))
                     if chunk:
-                        self._admit(chunk)
+                        with no_gc():  # a chunk's keys, lookups and results: many small objects, none in a cycle
+                            self._admit(chunk)
                     else:
                         exhausted = True
                     continue
