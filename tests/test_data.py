@@ -462,7 +462,7 @@ def test_typed_path_decodes_each_toy_text_once_and_one_toy_written_two_ways_is_o
 
 
 def test_typed_jsonl_rows_line_numbers_and_refusals():
-    from ecac_bench.data import _RECORD_DECODER, typed_jsonl_rows
+    from ecac_bench.data import _RECORD_DECODER, _lines_of_objects, typed_jsonl_rows
 
     row = json.dumps(GOOD).encode()
     rows, lines = typed_jsonl_rows(row + b"\n\n \t\n" + row + b"\n", _RECORD_DECODER)
@@ -471,6 +471,17 @@ def test_typed_jsonl_rows_line_numbers_and_refusals():
     assert typed_jsonl_rows(b"", _RECORD_DECODER) == ([], None)
     for bad in (row + b" " + row, row[:-1] + b"\n}", json.dumps(with_(x=1)).encode()):
         assert typed_jsonl_rows(bad + b"\n", _RECORD_DECODER) is None
+    # Two values on one line and one value over two lines: as many values as lines, and still refused line by line.
+    split = row.replace(b', "toys": [', b', "toys":\n[')
+    assert split.count(b"\n") == 1
+    for balanced in (row + b" " + row + b"\n" + split, split + b"\n" + row + row):
+        assert typed_jsonl_rows(balanced + b"\n", _RECORD_DECODER) is None
+    # One record per line with "}\n{" between them: read in one call, with the same rows and lines.
+    assert _lines_of_objects(row + b"\n" + row + b"\n") == _lines_of_objects(row + b"\n" + row) == 2
+    assert _lines_of_objects(row + b"\r\n" + row) == _lines_of_objects(row + b"\n\n" + row) == 0
+    assert _lines_of_objects(b" " + row) == _lines_of_objects(row + b" \n") == _lines_of_objects(b"") == 0
+    rows, lines = typed_jsonl_rows(row + b"\n" + row.replace(b'"a"', b'"b"', 1) + b"\n", _RECORD_DECODER)
+    assert [r.id for r in rows] == ["a", "b"] and lines is None
 
 
 def test_a_dataset_read_by_columns_builds_its_records_on_first_use(tmp_path):
