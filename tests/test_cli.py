@@ -200,3 +200,24 @@ def test_paths_that_are_not_files_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"error: {message}" in err, err
         assert "Traceback" not in err and ".tmp" not in err
+
+
+def test_a_command_pauses_the_cyclic_gc_and_gives_it_back(tmp_path, monkeypatch):
+    """main() runs with the collector off (millions of acyclic objects), and a caller in the same process gets it
+    back as it was, after a success and after an error alike."""
+    import gc
+
+    import ecac_bench.commands.validate as validate
+
+    during = []
+    real = validate.validate_dataset
+    monkeypatch.setattr(validate, "validate_dataset", lambda *a, **k: during.append(gc.isenabled()) or real(*a, **k))
+    assert gc.isenabled()
+    assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 0 and gc.isenabled()
+    assert main(["validate", "--data", str(tmp_path / "missing.jsonl")]) != 0 and gc.isenabled()
+    assert during and not any(during)
+    gc.disable()
+    try:
+        assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 0 and not gc.isenabled()
+    finally:
+        gc.enable()
