@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import sys
 
@@ -13,6 +12,7 @@ from ecac_bench import __version__
 from ecac_bench.commands._output import error
 from ecac_bench.data import DataValidationError
 from ecac_bench.errors import ClientConfigError, RunStoppedError
+from ecac_bench.gc_pause import no_gc
 
 # Subcommand modules under ecac_bench.commands, in the order `--help` lists them: each has ``register(subparsers)``
 # (a metric command is a ``MetricCommand``: commands/_metric.py). A new command is one module and one name here.
@@ -57,8 +57,13 @@ def _requested_command(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     # A command is a short-lived process that loads up to millions of small, acyclic objects (records, toys,
     # captions); CPython's cyclic GC would rescan them again and again (about a third of `score`'s time at ECAC
-    # scale) for almost no cyclic garbage. Reference counting still frees everything as usual.
-    gc.disable()
+    # scale) for almost no cyclic garbage. Reference counting still frees everything as usual. Paused, not switched
+    # off: a caller in the same process (the tests, a notebook) gets its collector back.
+    with no_gc():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:

@@ -200,3 +200,19 @@ def test_paths_that_are_not_files_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"error: {message}" in err, err
         assert "Traceback" not in err and ".tmp" not in err
+
+
+def test_a_command_pauses_the_cyclic_gc_and_gives_it_back(monkeypatch):
+    """Off while the command runs (ecac_bench.cli.main), on again afterwards: a caller in the same process (the
+    tests, a notebook) keeps its collector, even when the command stops on a bad flag."""
+    import gc
+
+    from ecac_bench.commands import stats
+
+    seen: list[bool] = []
+    monkeypatch.setattr(stats, "run", lambda args: seen.append(gc.isenabled()) or 0)
+    assert gc.isenabled()
+    assert main(["stats"]) == 0 and seen == [False] and gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["stats", "--no-such-flag"])
+    assert gc.isenabled()
