@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ecac_bench import __version__, registry
+from ecac_bench import registry
 from ecac_bench.data import EcacDataset
 from ecac_bench.imagestats import (
     MAX_EXACT_IMAGES,
@@ -40,7 +40,7 @@ from ecac_bench.lmms_adapter import estimator_of
 from ecac_bench.matching import MatchConfig
 from ecac_bench.per_image import MARKER, read_per_image
 from ecac_bench.predictions import load_predictions
-from ecac_bench.report import file_sha256
+from ecac_bench.report import file_sha256, harness
 
 FORMAT = "ecac-bench/compare@1"
 DEFAULT_BOOTSTRAP = 1000
@@ -295,7 +295,7 @@ def compare_sides(a: Side, b: Side, config: CompareConfig, common_images: bool =
     result = compare_stats(stats_a, stats_b, estimator_of(a.kind), config)
     return {
         "format": FORMAT,
-        "harness": {"name": "ecac-bench", "version": __version__},
+        "harness": harness(),
         "date": dt.date.today().isoformat(),
         "kind": registry.kind(a.kind).report_kind,
         "dataset": a.dataset,

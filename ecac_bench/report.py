@@ -1,5 +1,5 @@
-"""The JSON report every ecac-bench command writes (schema version 2, ``ecac_bench.report_schema``), and atomic
-file writes."""
+"""The JSON report every ecac-bench metric command writes (schema version 2, ``ecac_bench.report_schema``), the
+record a data tool writes instead (:func:`tool_record`), and atomic file writes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,23 @@ import orjson
 from ecac_bench import __version__
 from ecac_bench.report_schema import SCHEMA_VERSION, DatasetIdentity, Report, SignedFields, format_signature
 
+# The data tools that write a record (``--json``): their kinds are never a report's (docs/report_schema.md).
+TOOL_KINDS = ("ecac-bench/stats", "ecac-bench/annotate", "ecac-bench/annotate-review")
+
 
 def harness() -> dict[str, str]:
     return {"name": "ecac-bench", "version": __version__}
+
+
+def tool_record(kind: str, **fields: Any) -> dict[str, Any]:
+    """What a data tool's ``--json`` writes: which tool (``kind``, one of :data:`TOOL_KINDS`), which harness, when,
+    then the tool's own ``fields``. Not a metric report: no schema version, no signature; the leaderboard refuses it
+    (docs/report_schema.md#data-tool-records)."""
+    if kind not in TOOL_KINDS:
+        raise ValueError(f"{kind!r} is not a data tool's kind ({', '.join(TOOL_KINDS)})")
+    if clash := sorted({"harness", "date"} & fields.keys()):
+        raise ValueError(f"a tool record sets {clash} itself")
+    return {"kind": kind, "harness": harness(), "date": dt.date.today().isoformat(), **fields}
 
 
 def build_report(

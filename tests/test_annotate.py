@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -32,6 +33,7 @@ from ecac_bench.annotate.split import assign_splits, parse_fractions
 from ecac_bench.cli import main
 from ecac_bench.data import SAMPLE_DATA, DataValidationError, load_dataset, toy_list_problems, validate_dataset
 from ecac_bench.prompts import load_prompt
+from ecac_bench.report import harness
 
 SAMPLE_ROWS = {r["id"]: r for r in map(json.loads, SAMPLE_DATA.read_text(encoding="utf-8").splitlines())}
 IMAGES = SAMPLE_DATA.parent / "images"
@@ -348,6 +350,8 @@ def test_annotate_writes_valid_data_that_scores_and_lists_failures(fake, tmp_pat
         assert "split" not in row and "group" not in row and "reviewed" not in row
 
     report = json.loads(report_path.read_text())
+    assert (report["kind"], report["harness"]) == ("ecac-bench/annotate", harness())  # a data tool record
+    assert "schema_version" not in report and "signature" not in report and dt.date.fromisoformat(report["date"])
     failures = {(f["id"], f["step"]): f for f in report["failures"]}
     assert set(failures) == {(ids[3], "toys"), (ids[4], "caption")}
     assert (
@@ -556,7 +560,10 @@ def test_review_round_trip_with_one_edited_level(tmp_path, capsys):
     result[1]["toys"][0]["level"] = old_level
     assert [r["toys"] for r in result] == [r["toys"] for r in rows]  # nothing else changed
     assert validate_dataset(out, check_images=True) == []
-    changes = json.loads(report.read_text())["changes"]
+    record = json.loads(report.read_text())
+    assert (record["kind"], record["harness"]) == ("ecac-bench/annotate-review", harness())  # a data tool record
+    assert "schema_version" not in record and "signature" not in record and dt.date.fromisoformat(record["date"])
+    changes = record["changes"]
     assert changes == [
         {
             "id": rows[1]["id"],

@@ -216,6 +216,9 @@ def test_a_command_pauses_the_cyclic_gc_and_gives_it_back(tmp_path, monkeypatch)
     assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 0 and gc.isenabled()
     assert main(["validate", "--data", str(tmp_path / "missing.jsonl")]) != 0 and gc.isenabled()
     assert during and not any(during)
+    with pytest.raises(SystemExit):  # a bad flag stops the command in argparse
+        main(["validate", "--no-such-flag"])
+    assert gc.isenabled()
     gc.disable()
     try:
         assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 0 and not gc.isenabled()

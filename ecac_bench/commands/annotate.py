@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from ecac_bench.commands._llm import add_llm_args, llm_report_fields, llm_settin
 from ecac_bench.commands._output import say, text
 from ecac_bench.data import jsonl_rows
 from ecac_bench.llm import LLMClient
-from ecac_bench.report import file_sha256, harness, write_bytes_atomic, write_json_atomic
+from ecac_bench.report import file_sha256, tool_record, write_bytes_atomic, write_json_atomic
 
 # Failed photos and review changes printed in full up to this many (all of them go to --json).
 SHOWN = 20
@@ -112,13 +111,6 @@ def _with_split(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> 
     return {"fractions": {k: float(v) for k, v in fractions.items()}, "seed": args.seed, "splits": summary}
 
 
-def _tool_record(kind: str, **fields: Any) -> dict[str, Any]:
-    """What ``annotate --json`` writes: a record of a data tool's run (which harness, when, what it made), not a
-    metric report: it has no schema version or signature, and the leaderboard never reads it
-    (docs/report_schema.md)."""
-    return {"kind": kind, "harness": harness(), "date": dt.date.today().isoformat(), **fields}
-
-
 def _llm_fields(client: LLMClient) -> dict[str, Any]:
     """What the report records about the model and its calls (never the key), the model named as the annotator."""
     fields = llm_report_fields(client)
@@ -165,7 +157,7 @@ def _annotate(args: argparse.Namespace) -> int:
         f"tokens paid in this run: {stats.new_prompt_tokens} prompt + {stats.new_completion_tokens} completion"
     )
     if args.json:
-        report = _tool_record(
+        report = tool_record(
             "ecac-bench/annotate",
             model=client.config.model,
             dataset={
@@ -228,7 +220,7 @@ def _review_import(args: argparse.Namespace) -> int:
     for note in result.notes:
         say(("note: ", "yellow"), text(note))
     if args.json:
-        report = _tool_record(
+        report = tool_record(
             "ecac-bench/annotate-review",
             model="expert review",
             dataset={"name": args.out.stem, "path": str(args.out), "size": len(rows), "sha256": file_sha256(args.out)},

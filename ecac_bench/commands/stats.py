@@ -10,14 +10,14 @@ from ecac_bench.commands._common import add_data_args, load_data
 from ecac_bench.commands._output import console, say, text
 from ecac_bench.data import CATEGORIES, GROUNDS, LEVELS
 from ecac_bench.paper import PAPER_DATASET
-from ecac_bench.report import write_json_atomic
+from ecac_bench.report import tool_record, write_json_atomic
 from ecac_bench.stats import DatasetStats, dataset_stats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("stats", help="images per category/area, toys per level/ground")
     add_data_args(parser)
-    parser.add_argument("--json", default=None, help="also write the statistics as JSON")
+    parser.add_argument("--json", default=None, help="also write the statistics as JSON (a data tool record)")
     parser.add_argument("--plot", default=None, help="also draw them (.svg/.png/.pdf; needs matplotlib)")
     parser.add_argument("--paper", action="store_true", help="also print the paper's dataset facts beside these")
     parser.set_defaults(func=run)
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(paper_table(stats))
     if args.json:
         paper = {"paper": PAPER_DATASET.to_dict()} if args.paper else {}
-        write_json_atomic(args.json, {"dataset": dataset.describe(), **stats.to_dict(), **paper})
+        record = tool_record("ecac-bench/stats", dataset=dataset.describe(), **stats.to_dict(), **paper)
+        write_json_atomic(args.json, record)
     if args.plot:
         from ecac_bench.stats_plot import plot_stats  # matplotlib is optional: import only when asked
 

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ecac_bench import registry
 from ecac_bench.leaderboard.entries import Citation, DatasetId, Entry, ModelFacts, Provenance, ViewerPage, Weights
-from ecac_bench.report import build_report
+from ecac_bench.report import TOOL_KINDS, build_report
 from ecac_bench.report_schema import (
     MAX_DEPTH,
     Count,
@@ -400,6 +400,10 @@ def parse_results_file(path: Path, origin: str) -> list[Entry]:
     data = _read_json(path)
     if not isinstance(data, Mapping):
         raise InputError(path, f"expected a JSON object, got {type(data).__name__}")
+    if "schema_version" not in data and data.get("kind") in TOOL_KINDS:
+        raise InputError(
+            path, f"kind: {data['kind']!r} is a data tool's record, not a metric report (docs/report_schema.md)"
+        )
     if "schema_version" in data or "kind" in data:
         return [entry_from_report(_report(data, path), origin, path)]
     if "results" in data and "configs" in data:
