@@ -12,6 +12,7 @@ from ecac_bench import __version__
 from ecac_bench.commands._output import error
 from ecac_bench.data import DataValidationError
 from ecac_bench.errors import ClientConfigError, RunStoppedError
+from ecac_bench.forking import processes
 from ecac_bench.gc_pause import no_gc
 
 # Subcommand modules under ecac_bench.commands, in the order `--help` lists them: each has ``register(subparsers)``
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
+        processes()  # a bad ECAC_PROCESSES is an error before any work, not only on a large input
         return args.func(args)
     except ValidationError as exc:  # a report that does not follow the schema: a bug, said plainly
         error(f"the report does not follow schema 2 (docs/report_schema.md): {exc}")

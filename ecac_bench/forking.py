@@ -8,7 +8,7 @@ of a dataset, whether each toy of half the images is named.
 How many processes: ``ECAC_PROCESSES=1`` or ``2`` says; unset (or ``auto``), two when this process may run on two
 cores or more and the machine has one idle (its 1-minute load average is at most the core count minus one). On a
 machine whose cores are all busy a child only adds work (the pages both processes write are copied):
-bench/score_throughput.py measures both. Any other value means one process.
+bench/score_throughput.py measures both. Any other value is an error (ValueError, naming the variable).
 
 Nothing depends on the child: when a second process is not wanted, not possible or not safe (not Linux, or the
 process has other threads), or the child fails for any reason, :meth:`Forked.result` returns None or no child is
@@ -54,7 +54,9 @@ def processes() -> int:
         except OSError:  # not known here: assume busy
             return 1
         return 2 if cores >= 2 and load <= cores - 1 else 1
-    return 2 if value == "2" else 1
+    if value not in ("1", "2"):
+        raise ValueError(f"{ENV_PROCESSES}={os.environ[ENV_PROCESSES]!r}: expected 1, 2 or auto")
+    return int(value)
 
 
 def can_fork() -> bool:

@@ -224,3 +224,10 @@ def test_a_command_pauses_the_cyclic_gc_and_gives_it_back(tmp_path, monkeypatch)
         assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 0 and not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_bad_ecac_processes_is_a_clear_error_in_every_command(monkeypatch, capsys):
+    monkeypatch.setenv("ECAC_PROCESSES", "4")
+    assert main(["validate", "--data", str(SAMPLE_DATA), "--no-check-images"]) == 2
+    err = capsys.readouterr().err
+    assert "ECAC_PROCESSES='4': expected 1, 2 or auto" in err and "Traceback" not in err

@@ -50,17 +50,19 @@ def test_auto_uses_a_second_process_only_where_a_core_is_idle(monkeypatch):
     monkeypatch.setenv(forking.ENV_PROCESSES, "2")
     assert forking.processes() == 2  # asked for: whatever the load
     monkeypatch.setattr(forking.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    for value in ("1", "3", "two"):
+    monkeypatch.setenv(forking.ENV_PROCESSES, "1")
+    assert forking.processes() == 1
+    for value in ("3", "two", "0"):
         monkeypatch.setenv(forking.ENV_PROCESSES, value)
-        assert forking.processes() == 1
+        with pytest.raises(ValueError, match=f"ECAC_PROCESSES='{value}': expected 1, 2 or auto"):
+            forking.processes()
 
 
 def test_a_child_only_when_asked_for_and_the_work_is_large(monkeypatch):
     monkeypatch.setattr(forking, "MIN_RECORDS", 10)
     monkeypatch.setattr(forking.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # auto would fork: a core is idle
-    for value in ("1", "3"):
-        monkeypatch.setenv(forking.ENV_PROCESSES, value)
-        assert not forking.can_fork() and forking.fork_call(lambda: 1, 10) is None
+    monkeypatch.setenv(forking.ENV_PROCESSES, "1")
+    assert not forking.can_fork() and forking.fork_call(lambda: 1, 10) is None
     monkeypatch.setenv(forking.ENV_PROCESSES, "2")
     monkeypatch.setattr(forking.threading, "active_count", lambda: 1)
     assert forking.can_fork() and forking.fork_call(lambda: 1, 9) is None
