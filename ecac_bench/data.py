@@ -579,7 +579,7 @@ class _Validator:
         if not n:
             return None
         ids, images, areas, captions = (list(map(getter, rows)) for getter in _TYPED_TEXT_FIELDS)
-        if any(any(map(str.isspace, column)) for column in (ids, images, areas, captions)):  # empty: see _NonEmpty
+        if any(any(map(str.isspace, column)) for column in (ids, images, areas, captions)):  # empty: see NonEmptyStr
             return None
         # Unique ids: strictly increasing ids (the usual order of a dataset file) need no hashing.
         in_order = not any(map(str.__ge__, ids, islice(ids, 1, None)))
@@ -733,7 +733,8 @@ def jsonl_rows(path: Path, problem: Callable[[int, str, str], None]) -> Iterator
                     problem(lineno, "<json>", f"invalid JSON: {exc}")
 
 
-_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]  # checked by msgspec as it decodes
+# A string the typed path refuses when empty: checked by msgspec as it decodes (predictions.py uses it too).
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class _ToyRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -751,11 +752,11 @@ class _RecordRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     decoded, and its file takes the detailed path. So every value of a decoded line was read and checked, as orjson
     reads it (msgspec skips an unknown field without checking all of it, e.g. its UTF-8)."""
 
-    id: _NonEmpty
-    image: _NonEmpty
+    id: NonEmptyStr
+    image: NonEmptyStr
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
-    area: _NonEmpty
-    caption: _NonEmpty
+    area: NonEmptyStr
+    caption: NonEmptyStr
     toys: list[msgspec.Raw]  # each toy's bytes: a file has few distinct toys, each decoded once (_toy_keys)
     split: str | None = None
     group: str | None = None
@@ -871,12 +872,6 @@ def _raw_rows(path: Path, validator: _Validator) -> Iterator[tuple[int, Any]]:
     raise ValueError(f"{path}: unknown data format; expected .jsonl, .parquet or a saved Hugging Face dataset dir")
 
 
-def _read_typed(data: bytes, validator: _Validator) -> RecordColumns | None:
-    """The typed path (typed_jsonl_rows, _Validator.typed_columns) over a JSONL data file's bytes."""
-    decoded = typed_jsonl_rows(data, _RECORD_DECODER)
-    return validator.typed_columns(*decoded) if decoded is not None else None
-
-
 def _parse(path: Path) -> tuple[list[EcacRecord] | RecordColumns, _Validator]:
     """The records of a data file (column by column when the typed path read it), and the validator that read it
     (its problems, and where each record is)."""
@@ -884,7 +879,8 @@ def _parse(path: Path) -> tuple[list[EcacRecord] | RecordColumns, _Validator]:
     base_dir = path.parent if not path.is_dir() else path
     validator = _Validator(str(path), base_dir, unit)
     if unit == "line":
-        columns = _read_typed(path.read_bytes(), validator)
+        decoded = typed_jsonl_rows(path.read_bytes(), _RECORD_DECODER)
+        columns = validator.typed_columns(*decoded) if decoded is not None else None
         if columns is not None:
             return columns, validator
         validator = _Validator(str(path), base_dir, unit)  # the detailed checks start afresh

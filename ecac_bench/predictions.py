@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter, methodcaller
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -26,6 +26,7 @@ from ecac_bench.data import (
     MAX_PROBLEMS,
     DataValidationError,
     EcacDataset,
+    NonEmptyStr,
     Problem,
     jsonl_rows,
     problem_sink,
@@ -150,8 +151,8 @@ class _CaptionRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A one-caption row as the typed path decodes it (ecac_bench.data.typed_jsonl_rows): any other row (several
     captions, a failure, another field) sends its file to the detailed path."""
 
-    id: Annotated[str, msgspec.Meta(min_length=1)]
-    caption: Annotated[str, msgspec.Meta(min_length=1)]  # an empty caption is a failed generation: the detailed path
+    id: NonEmptyStr
+    caption: NonEmptyStr  # an empty caption is a failed generation: the detailed path
 
 
 _CAPTION_DECODER = msgspec.json.Decoder(_CaptionRow)
