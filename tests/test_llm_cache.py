@@ -616,6 +616,20 @@ def test_a_write_failure_in_a_rerun_keeps_the_new_answers_and_sends_no_hit(judge
     assert client.stats.cached == 20
 
 
+def test_any_write_error_keeps_the_answers_in_the_fallback_file(judge, tmp_path, monkeypatch):
+    """Not only SQLite's errors: whatever the commit raises, the answers received are kept and the run stops."""
+
+    def failing_put(self, rows, owner=None):
+        raise ValueError("not storable")
+
+    monkeypatch.setattr(ResponseCache, "put_many", failing_put)
+    client = make_client(judge.base_url, tmp_path / "c.sqlite", concurrency=1)
+    with pytest.raises(CacheWriteError, match="not storable"):
+        client.complete(requests_for([f"any {i}" for i in range(5)]))
+    rows = (tmp_path / "c.fallback.jsonl").read_bytes().splitlines()
+    assert 1 <= len(rows) == judge.state.answered < 5
+
+
 def test_an_image_is_hashed_once_per_chunk(tmp_path, two_images, monkeypatch):
     calls = []
     real = image_sha256

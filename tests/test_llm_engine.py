@@ -34,7 +34,7 @@ from ecac_bench.llm import (
     user_message,
 )
 from ecac_bench.llm.engine import token_count
-from ecac_bench.llm.transport import RetryableError
+from ecac_bench.llm.transport import RetryableError, decode_body
 
 SCHEMA = JsonSchema("judge_score", {"type": "object", "properties": {"score": {"type": "number"}}})
 
@@ -315,6 +315,39 @@ def test_malformed_usage_is_never_fatal(judge, tmp_path, raw):
     assert result.ok and result.text == '{"score": 70}' and result.attempts == 1
     assert result.prompt_tokens >= 0 and result.completion_tokens >= 0
     assert client.stats.usage_malformed == 1 and len(client.cache) == 1
+
+
+class RawBodyTransport:
+    """Answers with a raw body, read as the aiohttp transport reads one (``decode_body``)."""
+
+    body = b""
+
+    def __init__(self, config: ClientConfig) -> None:
+        pass
+
+    async def send(self, base_url: str, body: Mapping[str, Any]) -> Any:
+        text = body["messages"][-1]["content"]
+        return decode_body(RawBodyTransport.body if text == "hostile" else orjson.dumps(CHAT_ANSWER))
+
+    async def aclose(self) -> None:
+        pass
+
+
+CHAT_ANSWER = {"choices": [{"message": {"content": "fine"}}]}
+
+
+def test_a_lone_surrogate_is_a_malformed_answer_not_a_lost_cache_write(tmp_path):
+    """orjson refuses ``"\\ud800"``; the standard library's reader, its fallback for out-of-range numbers, lets it
+    through. Such a text cannot be stored (nor written to a report): it used to fail the commit of every answer of its
+    turn, losing them all. It is a malformed answer now: retried, then failed; the others are kept."""
+    RawBodyTransport.body = b'{"choices": [{"message": {"content": "bad \\ud800 text"}}]}'
+    assert decode_body(RawBodyTransport.body)["choices"][0]["message"]["content"] == "bad \ud800 text"
+    config = ClientConfig(Endpoint(("local://model",), "local"), backoff_base=0.001, max_retries=1)
+    client = LLMClient(config, ResponseCache(tmp_path / "c.sqlite"), transport=RawBodyTransport, progress=False)
+    results = client.complete(requests_for(["a", "hostile", "b"]))
+    assert [r.text for r in results] == ["fine", None, "fine"]
+    assert results[1].error == "malformed response: message content is not valid Unicode (after 2 attempts)"
+    assert client.stats.failed == 1 and len(client.cache) == 2
 
 
 def _usage_values():

@@ -360,7 +360,7 @@ class _Run:
         self.heartbeat: asyncio.Task[None] | None = None
         self.transport: Transport | None = None
         self.fatal: BaseException | None = None
-        self.cache_error: sqlite3.Error | None = None
+        self.cache_error: Exception | None = None
         self.fallback: Path | None = None
         self.unsaved: list[tuple[bytes, bytes, CachedAnswer, bool]] = []  # answers waiting for this turn's commit
         self.saved = 0
@@ -611,16 +611,16 @@ class _Run:
             try:
                 self.cache.put_many(rows, owner=self.cache.owner)
                 return
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any failure, not only SQLite's: the answers go to the fallback file
                 self._on_cache_error(exc)
         try:
             self.fallback = self.cache.write_fallback(rows)
             self.saved += len(rows)
-        except OSError as exc:
+        except Exception as exc:  # an answer that cannot be saved is counted, and the run still ends cleanly
             self.lost += len(rows)
             log.error("%d answer(s) could not be saved anywhere: %s", len(rows), exc)
 
-    def _on_cache_error(self, exc: sqlite3.Error) -> None:
+    def _on_cache_error(self, exc: Exception) -> None:
         if self.cache_error is None:
             self.cache_error = exc
             log.error("response cache %s failed: %s; sending stops", self.cache.path if self.cache else "", exc)
@@ -745,6 +745,11 @@ class _Run:
             raise RetryableError("malformed response: no choices[0].message.content") from exc
         if not isinstance(text, str):
             raise RetryableError("malformed response: message content is not text")
+        if not text.isascii():
+            try:  # a lone surrogate ("\ud800", which the standard library's JSON reader lets through) is no text
+                text.encode()
+            except UnicodeEncodeError as exc:
+                raise RetryableError("malformed response: message content is not valid Unicode") from exc
         usage = data.get("usage") if isinstance(data, dict) else None
         prompt, completion = token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens")
         if prompt is None or completion is None or (usage is not None and not isinstance(usage, dict)):
