@@ -22,7 +22,7 @@ ENV_MAX_FAILED = "ECAC_MAX_FAILED"
 
 # Why a generation failed, as reports count them: the first two are read from the caption itself, the last two from
 # the row of a predictions file.
-FAILURE_REASONS = ("empty response", "lmms-eval request failed", "error", "failed: true")
+FAILURE_REASONS = ("empty response", "lmms-eval request failed", "not Unicode text", "error", "failed: true")
 
 
 def generation_failure(text: str) -> str | None:
@@ -31,6 +31,11 @@ def generation_failure(text: str) -> str | None:
         return "empty response"
     if text.lstrip().startswith(LMMS_EVAL_FAILURE_MARKER):  # lstrip returns the same object when nothing is stripped
         return "lmms-eval request failed"
+    if not text.isascii():
+        try:  # a lone surrogate (a "\ud800" escape read by the standard library): no report or file can hold it
+            text.encode()
+        except UnicodeEncodeError:
+            return "not Unicode text"
     return None
 
 

@@ -327,9 +327,10 @@ def test_failed_generations_are_excluded_counted_and_fail_the_run(
     test = load_dataset(split="test")
     predictions = load_predictions(SAMPLE_PREDICTIONS["system-a"], load_dataset())
     docs = list(task.test_docs())
-    failing = {docs[0]["id"], docs[1]["id"]}
-    # lmms-eval strips responses and turns a missing one into "": both failure forms reach process_results
-    responses = {d["id"]: "" if d["id"] == docs[1]["id"] else MARKER for d in docs if d["id"] in failing}
+    failing = {docs[0]["id"], docs[1]["id"], docs[2]["id"]}
+    # lmms-eval strips responses and turns a missing one into "": both failure forms reach process_results; and a
+    # server's "\ud800" escape, read by the standard library, reaches it as a lone surrogate
+    responses = {docs[0]["id"]: MARKER, docs[1]["id"]: "", docs[2]["id"]: "幼儿在玩积木 \ud800"}
     per_doc = [task.process_results(d, [responses.get(d["id"], predictions[d["id"]][0])]) for d in docs]
     keys = (*METRIC_KEYS, "n_failed_generations")
 
@@ -337,13 +338,13 @@ def test_failed_generations_are_excluded_counted_and_fail_the_run(
         return {key: task.aggregation()[key]([r[key] for r in per_doc]) for key in keys}
 
     monkeypatch.delenv("ECAC_MAX_FAILED", raising=False)
-    with pytest.raises(RuntimeError, match=r"2 of \d+ generations failed.*ECAC_MAX_FAILED"):
+    with pytest.raises(RuntimeError, match=r"3 of \d+ generations failed.*ECAC_MAX_FAILED"):
         aggregate()  # default 0: the run fails loudly, lmms-eval writes no numbers
-    monkeypatch.setenv("ECAC_MAX_FAILED", "2")
+    monkeypatch.setenv("ECAC_MAX_FAILED", "3")
     reported = aggregate()
     good = [r for r in test.records if r.id not in failing]
     expected = score_captions(good, {r.id: predictions[r.id][:1] for r in good}).metrics
-    assert {k: reported[k] for k in METRIC_KEYS} == expected and reported["n_failed_generations"] == 2
+    assert {k: reported[k] for k in METRIC_KEYS} == expected and reported["n_failed_generations"] == 3
     monkeypatch.setenv("ECAC_MAX_FAILED", "0.01")  # a fraction of the task's 40 generations: floor(0.4) = 0
     with pytest.raises(RuntimeError, match="generations failed"):
         aggregate()

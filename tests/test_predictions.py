@@ -99,7 +99,14 @@ def test_failed_images_are_left_out_of_the_metrics_not_scored_zero(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("", "empty response"), ("\u3000 ", "empty response"), (MARKER, "lmms-eval request failed"), ("ok", None)],
+    [
+        ("", "empty response"),
+        ("\u3000 ", "empty response"),
+        (MARKER, "lmms-eval request failed"),
+        ("幼儿 \ud800", "not Unicode text"),
+        ("ok", None),
+        ("幼儿在建构区搭积木", None),
+    ],
 )
 def test_generation_failure(text, reason):
     assert generation_failure(text) == reason
