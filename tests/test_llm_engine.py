@@ -487,6 +487,37 @@ def test_the_cyclic_gc_is_paused_while_a_chunk_is_keyed_and_looked_up(tmp_path):
     assert seen and not any(seen) and gc.isenabled()  # the lookup, and the claim's look for answers
 
 
+def test_the_cyclic_gc_stays_paused_while_everything_comes_from_the_cache(tmp_path):
+    """A fully cached re-run makes no cycle: the collector is off for all of it (its full rescans of the request list
+    and the results cost such a run about a seventh of its time); it is back once a request is sent, and after."""
+    import gc
+
+    gc_during_send: list[bool] = []
+
+    class WatchingTransport(LocalTransport):
+        async def send(self, base_url: str, body: Mapping[str, Any]) -> Any:
+            gc_during_send.append(gc.isenabled())
+            return await super().send(base_url, body)
+
+    config = ClientConfig(Endpoint(("local://model",), "local"))
+    client = LLMClient(config, ResponseCache(tmp_path / "c.sqlite"), transport=WatchingTransport, progress=False)
+    requests = requests_for([f"g{i}" for i in range(1_500)])
+    client.complete(requests[:1_000])
+    assert gc_during_send and all(gc_during_send) and gc.isenabled()
+
+    async def consume(requests: list[ChatRequest]) -> list[bool]:
+        seen = []
+        async for _ in client.astream(requests):
+            seen.append(gc.isenabled())
+        return seen
+
+    assert not any(asyncio.run(consume(requests[:1_000])))  # three chunks, all cached: off throughout
+    assert gc.isenabled()
+    gc_during_send.clear()
+    seen = asyncio.run(consume(requests))  # two chunks cached, then misses: on from the first request sent
+    assert len(gc_during_send) == 500 and all(gc_during_send) and seen[-1] and gc.isenabled()
+
+
 def test_results_come_back_in_order_from_complete():
     results = local_client(concurrency=3).complete(requests_for([f"o{i}" for i in range(100)]))
     assert [r.text for r in results] == [f"O{i}" for i in range(100)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import math
@@ -372,12 +373,20 @@ class _Run:
         self.limiter = RateLimiter(self.config.rpm, self.config.tpm) if limits else None
         self.failed = 0
         self.bar = tqdm(total=total, desc=desc, unit="req", disable=not client.progress, dynamic_ncols=True)
+        # The cyclic GC, paused while every answer so far came from the cache (see batches()).
+        self.gc_pause = contextlib.ExitStack()
 
     # -- the main loop -----------------------------------------------------------------------------------------
 
     async def batches(self, requests: Iterator[tuple[int, ChatRequest]]) -> AsyncIterator[list[tuple[int, ChatResult]]]:
-        """The results as they come, in batches (all that are ready at each turn)."""
+        """The results as they come, in batches (all that are ready at each turn).
+
+        Until the first request is sent, the cyclic GC is paused (its consumer's work included): answering from the
+        cache makes many small objects and no cycle, and the collector's full rescans of every live object (the
+        request list, the results) cost a cached re-run about a seventh of its time. It comes back with the first
+        request sent (HTTP and retries do make cycles); from then on it is paused only while a chunk is admitted."""
         exhausted = False
+        self.gc_pause.enter_context(no_gc())
         try:
             while True:
                 if self.done:
@@ -420,6 +429,7 @@ class _Run:
         self.stats.requests += len(chunk)
         self.fragments.image_parts.clear()
         components_of = self.fragments.components
+        sha256 = hashlib.sha256  # key_of, inlined: a call less per request of a cached re-run
         keyed: list[tuple[int, ChatRequest, bytes, bytes]] = []
         for index, request in chunk:
             try:
@@ -428,7 +438,7 @@ class _Run:
                 self._emit([index], ChatResult(None, error=str(exc)))
                 self._count_failure(str(exc))
                 continue
-            keyed.append((index, request, key_of(components), components))
+            keyed.append((index, request, sha256(components).digest(), components))
         jobs, cache = self.jobs, self.cache
         hits: dict[bytes, ChatResult] = {}
         failed = False
@@ -533,6 +543,7 @@ class _Run:
 
     def _queue(self, job: _Job) -> None:
         if self.transport is None:  # first miss of the run: open the connection pool and start the workers
+            self.gc_pause.close()
             self.transport = self.client.transport(self.config)
             self.workers = [asyncio.ensure_future(self._worker()) for _ in range(self.config.concurrency)]
         self.jobs[job.key] = job
@@ -807,6 +818,7 @@ class _Run:
                     self._on_cache_error(exc)
 
     async def close(self) -> None:
+        self.gc_pause.close()
         tasks = [*self.workers, *([self.heartbeat] if self.heartbeat else [])]
         for task in tasks:
             task.cancel()
