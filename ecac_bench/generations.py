@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ecac_bench.unicode_text import lone_surrogate_at
+
 # What lmms-eval 0.7.3's openai / async_openai / gemini backends put in place of a caption after their last retry.
 LMMS_EVAL_FAILURE_MARKER = "[LMMS_EVAL_REQUEST_FAILED"
 # How lmms-eval task outputs and reports name the count.
@@ -31,11 +33,8 @@ def generation_failure(text: str) -> str | None:
         return "empty response"
     if text.lstrip().startswith(LMMS_EVAL_FAILURE_MARKER):  # lstrip returns the same object when nothing is stripped
         return "lmms-eval request failed"
-    if not text.isascii():
-        try:  # a lone surrogate (a "\ud800" escape read by the standard library): no report or file can hold it
-            text.encode()
-        except UnicodeEncodeError:
-            return "not Unicode text"
+    if lone_surrogate_at(text) is not None:
+        return "not Unicode text"
     return None
 
 

@@ -45,6 +45,7 @@ from ecac_bench.report_schema import (
     prompt_text,
     validation_message,
 )
+from ecac_bench.unicode_text import lone_surrogate_at
 
 LMMS_TASK_PREFIX = "ecac_"
 BASELINE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -148,10 +149,8 @@ def _yaml_loads(text: str) -> Any:
 
 
 def _text_problem(text: str) -> str | None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"a string holds a lone surrogate {text[exc.start]!r}, which is not Unicode text: {text[:40]!r}"
+    if (at := lone_surrogate_at(text)) is not None:
+        return f"a string holds a lone surrogate {text[at]!r}, which is not Unicode text: {text[:40]!r}"
     return None
 
 

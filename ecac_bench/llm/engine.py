@@ -41,6 +41,7 @@ from ecac_bench.llm.images import ImageError, image_data_url, image_sha256
 from ecac_bench.llm.messages import ChatRequest, ChatResult
 from ecac_bench.llm.settings import ClientConfig, Settings, public_url
 from ecac_bench.llm.transport import AiohttpTransport, HTTPError, RetryableError, Transport
+from ecac_bench.unicode_text import lone_surrogate_at
 
 log = logging.getLogger("ecac_bench.llm")
 
@@ -756,11 +757,8 @@ class _Run:
             raise RetryableError("malformed response: no choices[0].message.content") from exc
         if not isinstance(text, str):
             raise RetryableError("malformed response: message content is not text")
-        if not text.isascii():
-            try:  # a lone surrogate ("\ud800", which the standard library's JSON reader lets through) is no text
-                text.encode()
-            except UnicodeEncodeError as exc:
-                raise RetryableError("malformed response: message content is not valid Unicode") from exc
+        if lone_surrogate_at(text) is not None:
+            raise RetryableError("malformed response: message content is not valid Unicode")
         usage = data.get("usage") if isinstance(data, dict) else None
         prompt, completion = token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens")
         if prompt is None or completion is None or (usage is not None and not isinstance(usage, dict)):
