@@ -1,7 +1,7 @@
 """Throughput and CPU cost of the LLM client against a local server with a fixed 50 ms latency per request, next to
 a plain aiohttp client measured in the same run; then a fully cached re-run at 10k, 30k and 100k requests.
 
-    .venv/bin/python bench/judge_throughput.py [--latency 0.05] [--waves 100] [--levels 1,64,128]
+    .venv/bin/python bench/judge_throughput.py [--latency 0.05] [--waves 100] [--levels 1,64,128] [--rounds 3]
 
 The server (tests/judge_server.py, aiohttp.web) runs in its own process; its CPU seconds are printed for every run,
 to show it is not the bottleneck. The client runs with everything on that a real run has: the response cache (every
@@ -99,29 +99,47 @@ def measure(run, n: int, server_pid: int) -> dict[str, float]:
     }
 
 
-def throughput(url: str, server_pid: int, tmp: Path, latency: float, waves: int, levels: list[int]) -> None:
+def _spread(values: list[float], fmt: str) -> str:
+    """The median of a level's rounds, and their range when there are several."""
+    middle = format(statistics.median(values), fmt)
+    return middle if len(values) == 1 else f"{middle} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def throughput(
+    url: str, server_pid: int, tmp: Path, latency: float, waves: int, levels: list[int], rounds: int
+) -> None:
+    """Per level, ``rounds`` rounds of the client then the plain baseline, alternating (the host's speed drifts
+    between minutes: alternating gives both the same conditions); medians, with the rounds' range."""
     cache = ResponseCache(tmp / "throughput.sqlite")
-    print(f"{'c':>4} {'n':>6} {'ideal/s':>8} | {'client/s':>8} {'ratio':>6} {'CPU ms':>6} {'srv ms':>6} |", end="")
-    print(f" {'plain/s':>8} {'ratio':>6} {'CPU ms':>6} {'srv ms':>6} | {'client/plain':>12} {'srv CPU s (core)':>17}")
+    print(f"{rounds} round(s) per level, the client and plain aiohttp alternating; median (range)")
     for c in levels:
         n = max(40, c * waves)
         config = ClientConfig(Endpoint((url,), "bench", "sk-bench"), concurrency=c)
         client = LLMClient(config, cache, progress=False)
         client.complete(judge_requests(f"warm{c}", c))  # connections, imports
         asyncio.run(plain_aiohttp(url, judge_requests(f"pwarm{c}", c), c))
-        ours = judge_requests(f"c{c}", n)
-        mine = measure(lambda: client.complete(ours), n, server_pid)  # noqa: B023
-        assert client.stats.failed == 0 and client.stats.answered >= n, client.stats
-        theirs = judge_requests(f"p{c}", n)
-        plain = measure(lambda: asyncio.run(plain_aiohttp(url, theirs, c)), n, server_pid)  # noqa: B023
+        mine: list[dict[str, float]] = []
+        theirs: list[dict[str, float]] = []
+        for r in range(rounds):
+            ours = judge_requests(f"c{c}r{r}", n)
+            mine.append(measure(lambda: client.complete(ours), n, server_pid))  # noqa: B023
+            assert client.stats.failed == 0, client.stats
+            plain = judge_requests(f"p{c}r{r}", n)
+            theirs.append(measure(lambda: asyncio.run(plain_aiohttp(url, plain, c)), n, server_pid))  # noqa: B023
         ideal = c / latency
-        print(f"{c:>4} {n:>6} {ideal:>8.0f} | {mine['rate']:>8.1f} {mine['rate'] / ideal:>6.1%}", end="")
+        ratios = [m["rate"] / t["rate"] for m, t in zip(mine, theirs, strict=True)]
+        busy = [m["server_s"] / m["wall"] for m in mine]
+        print(f"c={c} (n={n}, ideal {ideal:.0f} req/s):")
+        for name, runs in (("client", mine), ("plain aiohttp", theirs)):
+            print(
+                f"  {name:<13} {_spread([m['rate'] / ideal * 100 for m in runs], '.1f')} % of ideal, "
+                f"CPU {_spread([m['cpu_ms'] for m in runs], '.3f')} ms/request, "
+                f"server CPU {_spread([m['server_ms'] for m in runs], '.3f')} ms/request"
+            )
         print(
-            f" {mine['cpu_ms']:>6.3f} {mine['server_ms']:>6.3f} | {plain['rate']:>8.1f} {plain['rate'] / ideal:>6.1%}",
-            end="",
+            f"  client/plain  {_spread([x * 100 for x in ratios], '.1f')} %; "
+            f"server busy {_spread([x * 100 for x in busy], '.0f')} % of a core"
         )
-        print(f" {plain['cpu_ms']:>6.3f} {plain['server_ms']:>6.3f} | {mine['rate'] / plain['rate']:>12.1%}", end="")
-        print(f" {mine['server_s']:>8.2f} s ({mine['server_s'] / mine['wall']:>4.0%})")
     cache.close()
 
 
@@ -198,6 +216,7 @@ def main() -> None:
     # 100 waves (5 s of ideal time per level): long enough that start-up does not weigh on a steady-state figure.
     parser.add_argument("--waves", type=int, default=100, help="requests per concurrency slot in each run")
     parser.add_argument("--levels", default="1,64,128", help="concurrency levels")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of client and plain per level")
     parser.add_argument("--cached", default="10000,30000,100000", help="sizes of the cached re-runs ('' to skip)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each cached re-run")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -209,7 +228,7 @@ def main() -> None:
             try:
                 print(f"server {url} (own process), latency {args.latency * 1000:.0f} ms; client: cache + claims on")
                 levels = [int(x) for x in args.levels.split(",")]
-                throughput(url, proc.pid, Path(tmp), args.latency, args.waves, levels)
+                throughput(url, proc.pid, Path(tmp), args.latency, args.waves, levels, args.rounds)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
