@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import math
@@ -113,7 +112,7 @@ class _KeyFragments:
 
     def __init__(self, client: LLMClient) -> None:
         config = client.config
-        self._params = client._params
+        self._params_of = client._params_of
         self._model = orjson.dumps(config.model)
         self._with_image = b'{"image":' + orjson.dumps(config.image.key_part(), option=_SORTED) + b',"messages":'
         # (template, id of the response format) -> (the format, kept alive so that its id stays its own; the tail)
@@ -147,8 +146,7 @@ class _KeyFragments:
         return keyed, has_images
 
     def _tail(self, request: ChatRequest) -> bytes:
-        params = {**self._params, **request.params} if request.params else self._params
-        parts = [b',"model":', self._model, b',"params":', orjson.dumps(params, option=_SORTED)]
+        parts = [b',"model":', self._model, b',"params":', orjson.dumps(self._params_of(request), option=_SORTED)]
         if request.response_format is not None:
             parts += [b',"response_format":', orjson.dumps(request.response_format.key_part(), option=_SORTED)]
         parts += [b',"template":', orjson.dumps(request.template_version), b',"v":%d}' % KEY_VERSION]
@@ -430,7 +428,6 @@ class _Run:
         self.stats.requests += len(chunk)
         self.fragments.image_parts.clear()
         components_of = self.fragments.components
-        sha256 = hashlib.sha256  # key_of, inlined: a call less per request of a cached re-run
         keyed: list[tuple[int, ChatRequest, bytes, bytes]] = []
         for index, request in chunk:
             try:
@@ -439,7 +436,7 @@ class _Run:
                 self._emit([index], ChatResult(None, error=str(exc)))
                 self._count_failure(str(exc))
                 continue
-            keyed.append((index, request, sha256(components).digest(), components))
+            keyed.append((index, request, key_of(components), components))
         jobs, cache = self.jobs, self.cache
         hits: dict[bytes, ChatResult] = {}
         failed = False
