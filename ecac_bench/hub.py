@@ -23,11 +23,12 @@ import dataclasses
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ecac_bench.report import write_bytes_atomic
 
 PREFIX = "hf://"
 # A Hub repository id (``name`` or ``org/name``) and config name, as the Hub allows them.
@@ -83,15 +84,7 @@ def _write_once(folder: Path, data: bytes, suffix: str) -> str:
     """``data`` stored under its content hash (written atomically the first time); its path."""
     target = folder / (hashlib.sha256(data).hexdigest()[:40] + suffix)
     if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".img-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, data)
     return str(target)
 
 
@@ -186,15 +179,9 @@ def load_hub_dataset(uri: str, split: str | None, load: LocalLoader) -> Any:
     tables = [_split_table(part, name, cache / "hub-images") for name, part in parts]
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     target = cache / "hub" / f"{hub.slug}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    parquet = pa.BufferOutputStream()
+    pq.write_table(table, parquet)
+    write_bytes_atomic(target, parquet.getvalue().to_pybytes())
     try:
         dataset = load(target, split)
     except ValueError as exc:
