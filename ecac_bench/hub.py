@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecac_bench.report import write_bytes_atomic
+from ecac_bench.atomic_files import write_bytes_atomic
 
 PREFIX = "hf://"
 # A Hub repository id (``name`` or ``org/name``) and config name, as the Hub allows them.

@@ -1,12 +1,12 @@
 """The JSON report every ecac-bench metric command writes (schema version 2, ``ecac_bench.report_schema``), the
-record a data tool writes instead (:func:`tool_record`), and atomic file writes."""
+record a data tool writes instead (:func:`tool_record`), and atomic file writes (:func:`write_bytes_atomic`, from
+``ecac_bench.atomic_files``, which modules below this one use directly)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ecac_bench import __version__
+from ecac_bench.atomic_files import write_bytes_atomic
 from ecac_bench.report_schema import SCHEMA_VERSION, DatasetIdentity, Report, SignedFields, format_signature
 
 # The data tools that write a record (``--json``): their kinds are never a report's (docs/report_schema.md).
@@ -77,39 +78,6 @@ def build_report(
 
 # Fields every report shows even when empty or null, so that a reader sees "no CI" rather than a missing key.
 _ALWAYS = frozenset({"ci", "ci_config", "config", "coverage"})
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe to repeat.
-_UMASK = _umask()
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see a half-written file. An OS error
-    names ``path`` (not the temp file, which the user never asked for)."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes the file 0600; a report or a page is an ordinary file: the mode open() would give it.
-            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
-        raise
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
