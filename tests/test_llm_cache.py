@@ -39,6 +39,7 @@ from ecac_bench.llm import (
     user_message,
 )
 from ecac_bench.llm.cache import CachedAnswer, key_of
+from ecac_bench.llm.engine import COMMIT_SECONDS
 from ecac_bench.llm.settings import public_url
 
 SENTINEL = "sk-CACHE-SENTINEL-4d1e"
@@ -252,6 +253,7 @@ def test_cli_exits_2_with_the_fallback_named_when_the_cache_fails(judge, tmp_pat
 
     monkeypatch.setattr(ResponseCache, "put_many", failing_put)
     monkeypatch.setenv("ECAC_JUDGE_API_KEY", SENTINEL)
+    judge.state.latency = 2 * COMMIT_SECONDS  # one at a time, slower than a group commit: a commit per answer
     argv = ["judge", "--predictions", str(preds), "--allow-missing", "--judge-base-url", judge.base_url]
     argv += ["--judge-model", "m", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--concurrency", "1"]
     argv += ["--text-only", "--json", str(tmp_path / "r.json")]
@@ -623,6 +625,7 @@ def test_any_write_error_keeps_the_answers_in_the_fallback_file(judge, tmp_path,
         raise ValueError("not storable")
 
     monkeypatch.setattr(ResponseCache, "put_many", failing_put)
+    judge.state.latency = 2 * COMMIT_SECONDS  # one at a time, slower than a group commit: a commit per answer
     client = make_client(judge.base_url, tmp_path / "c.sqlite", concurrency=1)
     with pytest.raises(CacheWriteError, match="not storable"):
         client.complete(requests_for([f"any {i}" for i in range(5)]))
