@@ -54,6 +54,10 @@ class CachedAnswer(NamedTuple):
     completion_tokens: int
 
 
+# A row as the cache stores it: (key, key components, answer, answered with response_format).
+CacheRow = tuple[bytes, bytes, CachedAnswer, bool]
+
+
 class Claims(NamedTuple):
     """The outcome of :meth:`ResponseCache.claim`: keys now ours, keys answered meanwhile, keys another live
     process is working on."""
@@ -222,7 +226,7 @@ class ResponseCache:
         Raises ``sqlite3.Error`` when the write fails (the caller keeps the answer: :meth:`write_fallback`)."""
         self.put_many([(key, components, answer, structured)], owner=owner)
 
-    def put_many(self, rows: Sequence[tuple[bytes, bytes, CachedAnswer, bool]], *, owner: str | None = None) -> None:
+    def put_many(self, rows: Sequence[CacheRow], *, owner: str | None = None) -> None:
         """:meth:`put` for (key, components, answer, structured) rows, in one transaction (the answers that arrived
         within a few milliseconds: a commit costs about the same whatever it holds)."""
         now = time.time()
@@ -284,7 +288,7 @@ class ResponseCache:
 
     # -- the fallback file -----------------------------------------------------------------------------------
 
-    def write_fallback(self, rows: Iterable[tuple[bytes, bytes, CachedAnswer, bool]]) -> Path:
+    def write_fallback(self, rows: Iterable[CacheRow]) -> Path:
         """Append (key, components, answer, structured) rows to the fallback JSONL next to the database (or, when
         that cannot be written either, in the temp dir); returns the file written."""
         lines = b"".join(

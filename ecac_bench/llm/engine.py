@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ecac_bench.errors import CacheWriteError, FatalAPIError
 from ecac_bench.gc_pause import no_gc
-from ecac_bench.llm.cache import CachedAnswer, ResponseCache, key_of
+from ecac_bench.llm.cache import CachedAnswer, CacheRow, ResponseCache, key_of
 from ecac_bench.llm.images import ImageError, image_data_url, image_sha256
 from ecac_bench.llm.messages import ChatRequest, ChatResult
 from ecac_bench.llm.settings import ClientConfig, Settings, public_url
@@ -208,10 +208,6 @@ class RateLimiter:
             self._next_tokens += (used - estimated) * 60.0 / self.tpm
 
 
-# A row of the cache: (key, key components, answer, answered with response_format).
-_Row = tuple[bytes, bytes, CachedAnswer, bool]
-
-
 @dataclass(slots=True)
 class _Job:
     """One distinct request of a run: its key, the indices that asked it, whether this process claimed it."""
@@ -371,7 +367,7 @@ class _Run:
         self.fatal: BaseException | None = None
         self.cache_error: Exception | None = None
         self.fallback: Path | None = None
-        self.unsaved: list[tuple[_Job, ChatResult, _Row]] = []  # answers waiting for the next group commit
+        self.unsaved: list[tuple[_Job, ChatResult, CacheRow]] = []  # answers waiting for the next group commit
         self.commit_timer: asyncio.TimerHandle | None = None
         self.saved = 0
         self.lost = 0
@@ -613,7 +609,7 @@ class _Run:
         self._emit(job.indices, result)
         self.wake.set()
 
-    def _store(self, job: _Job, result: ChatResult, row: _Row) -> None:
+    def _store(self, job: _Job, result: ChatResult, row: CacheRow) -> None:
         """Queue an answer for the group commit ``COMMIT_SECONDS`` after the first answer of the group arrived. Until
         then its job stays in flight (an identical request admitted meanwhile joins it instead of being sent again),
         and it is handed out only once committed."""
@@ -633,7 +629,7 @@ class _Run:
             self._emit(job.indices, result)
         self.wake.set()
 
-    def _save(self, rows: list[_Row]) -> None:
+    def _save(self, rows: list[CacheRow]) -> None:
         assert self.cache is not None
         if self.cache_error is None:
             try:
